@@ -7,7 +7,7 @@ BIN := bin
 DEB_PKGS := gcc pkg-config libusb-1.0-0-dev umockdev prometheus
 GOTESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: all deps build run test test-go test-usb bench soak fuzz vet clean
+.PHONY: all deps build run test test-usb bench bench-usb soak fuzz vet clean
 
 all: build
 
@@ -42,7 +42,14 @@ test: deps vet
 
 test-usb:
 	$(GO) test -c -o $(BIN)/quantisusb.test ./drivers/quantisusb
+	$(GO) test -c -o $(BIN)/usbsim.test ./testhw/usbsim
 	cd drivers/quantisusb && umockdev-run -- ../../$(BIN)/quantisusb.test -test.count=1 -test.v -test.run 'USB'
+	cd testhw/usbsim && umockdev-run -- ../../$(BIN)/usbsim.test -test.count=1 -test.v -test.run 'USB'
+
+# bench-usb reads from the emulated Quantis USB through gousb/libusb under umockdev.
+bench-usb: deps
+	$(GO) test -c -o $(BIN)/quantisusb.test ./drivers/quantisusb
+	cd drivers/quantisusb && umockdev-run -- ../../$(BIN)/quantisusb.test -test.run '^$$' -test.bench USBRead -test.benchtime 3s
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
