@@ -1,0 +1,283 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qrngd/qrngd/drivers"
+	"github.com/qrngd/qrngd/entropy"
+)
+
+// writeConfig writes body to a temp file and returns its path.
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "qrngd.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const validBase = `mode: dev
+listen: 127.0.0.1:0
+sources:
+  - name: sim0
+    kind: sim
+`
+
+func TestConfig_Valid(t *testing.T) {
+	p := writeConfig(t, `# every key
+mode: production
+listen: "[::1]:9000"
+data_dir: /srv/qrngd
+log_level: debug
+pool:
+  policy: os
+  min_healthy_sources: 2
+  capacity_bytes: 65536
+  reseed_interval: 30s
+  full_wait: 500ms
+health:
+  alpha_log2: 30
+  permanent_alpha_log2: 60
+  max_intermittent: 4
+  intermittent_window: 2m
+  quarantine_for: 10s
+  max_quarantines: 2
+  quarantine_window: 2h
+sources:
+  - name: a
+    kind: sim
+    min_entropy: 7.25
+    rate: 1000
+    seed: 42
+  - name: b.2
+    kind: sim
+    health:
+      alpha_log2: 40
+      permanent_alpha_log2: 80
+http:
+  read_header_timeout: 3s
+  read_timeout: 20s
+  write_timeout: 40s
+  idle_timeout: 1m
+  shutdown_timeout: 5s
+  max_body_bytes: 2048
+`)
+	c, err := LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Mode != "production" || c.Listen != "[::1]:9000" || c.DataDir != "/srv/qrngd" || c.LogLevel != slog.LevelDebug {
+		t.Errorf("top: %+v", c)
+	}
+	if c.Pool != (PoolConfig{entropy.PolicyOS, 2, 65536, 30 * time.Second, 500 * time.Millisecond}) {
+		t.Errorf("pool: %+v", c.Pool)
+	}
+	if c.HTTP != (HTTPConfig{3 * time.Second, 20 * time.Second, 40 * time.Second, time.Minute, 5 * time.Second, 2048}) {
+		t.Errorf("http: %+v", c.HTTP)
+	}
+	a, b := c.Sources[0], c.Sources[1]
+	if a.Spec.Name != "a" || a.Spec.Kind != "sim" || a.Spec.MinEntropy != 7.25 || a.Spec.Params["rate"] != 1000 ||
+		a.Spec.Params["seed"] != 42 || len(a.Spec.Params) != 2 || a.keyLines["rate"] != 24 {
+		t.Errorf("source a: %+v lines %v", a.Spec, a.keyLines)
+	}
+	want := entropy.HealthConfig{AlphaLog2: 30, PermanentAlphaLog2: 60, MaxIntermittent: 4, IntermittentWindow: 2 * time.Minute,
+		QuarantineFor: 10 * time.Second, MaxQuarantines: 2, QuarantineWindow: 2 * time.Hour}
+	if a.Health != want {
+		t.Errorf("a health %+v", a.Health)
+	}
+	want.AlphaLog2, want.PermanentAlphaLog2 = 40, 80
+	if b.Health != want || len(b.Spec.Params) != 0 {
+		t.Errorf("b health %+v params %v", b.Health, b.Spec.Params)
+	}
+
+	// Defaults.
+	c, err = ParseConfig("min.yaml", []byte(validBase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Pool.Policy != entropy.PolicyFailClosed || c.Pool.MinHealthySources != 1 || c.HTTP.ReadHeaderTimeout != 5*time.Second ||
+		c.DataDir != "/var/lib/qrngd" || c.LogLevel != slog.LevelInfo || c.Sources[0].Health != (entropy.HealthConfig{}) {
+		t.Errorf("defaults: %+v", c)
+	}
+}
+
+// TestConfig_Invalid: every invalid configuration names the file, the key
+// path, the line and why, and run exits with status 2.
+func TestConfig_Invalid(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		want       string // after "FILE:"
+	}{
+		{"unknown top key", "listn: x\n" + validBase, `1: listn: unknown key (known: data_dir, health, http, listen, log_level, mode, pool, sources)`},
+		{"unknown nested key", validBase + "pool:\n  polcy: os\n", `7: pool.polcy: unknown key`},
+		{"unknown health key", validBase + "    health:\n      alpha: 30\n", `7: sources[0].health.alpha: unknown key`},
+		{"wrong type int", validBase + "pool:\n  min_healthy_sources: two\n", `7: pool.min_healthy_sources: want an integer, got "two"`},
+		{"wrong type float int", validBase + "pool:\n  capacity_bytes: 1.5\n", `7: pool.capacity_bytes: want an integer, got "1.5"`},
+		{"wrong type duration", validBase + "pool:\n  reseed_interval: 5\n", `7: pool.reseed_interval: want a duration`},
+		{"wrong type string", "mode: [dev]\n", `1: mode: want a non-empty string, got a list`},
+		{"section not mapping", validBase + "http: 5\n", `6: http: want a mapping of keys, got "5"`},
+		{"range alpha", validBase + "health:\n  alpha_log2: 10\n", `7: health.alpha_log2: 10 is out of range 20..40`},
+		{"range body", validBase + "http:\n  max_body_bytes: 100000000\n", `7: http.max_body_bytes: 100000000 is out of range 1024..16777216`},
+		{"range duration", validBase + "pool:\n  full_wait: 2h\n", `7: pool.full_wait: 2h0m0s is out of range 1ms..1m0s`},
+		{"range min entropy", validBase + "    min_entropy: 9\n", `6: sources[0].min_entropy: 9 is out of range (0, 8]`},
+		{"range min entropy zero", validBase + "    min_entropy: 0\n", `6: sources[0].min_entropy: 0 is out of range (0, 8]`},
+		{"permanent below alpha", validBase + "health:\n  alpha_log2: 30\n  permanent_alpha_log2: 25\n", `8: health.permanent_alpha_log2: 25 must exceed alpha_log2 30`},
+		{"permanent equals alpha", validBase + "    health:\n      alpha_log2: 30\n      permanent_alpha_log2: 30\n", `8: sources[0].health.permanent_alpha_log2: 30 must exceed alpha_log2 30`},
+		{"enum mode", "mode: staging\n", `1: mode: "staging" is not one of dev, production`},
+		{"enum policy", validBase + "pool:\n  policy: open\n", `7: pool.policy: "open" is not one of fail-closed, os`},
+		{"enum log level", "log_level: verbose\n", `1: log_level: "verbose" is not one of debug, info, warn, error`},
+		{"listen", "listen: localhost\n", `1: listen: "localhost" is not host:port`},
+		{"listen port", "listen: 'localhost:http2x'\n", `1: listen: "localhost:http2x" has no valid port`},
+		{"duplicate key", "mode: dev\nmode: production\n", `2: mode: duplicate key (first at line 1)`},
+		{"duplicate source", validBase + "  - name: sim0\n    kind: sim\n", `6: sources[1].name: duplicate source name "sim0" (first at line 4)`},
+		{"unknown kind", "sources:\n  - name: q\n    kind: quantum-foo\n", `3: sources[0].kind: unknown source kind "quantum-foo" (known kinds: `},
+		{"missing kind", "sources:\n  - name: q\n", `2: sources[0].kind: required`},
+		{"missing name", "sources:\n  - kind: sim\n", `2: sources[0].name: required`},
+		{"bad name", "sources:\n  - name: 'a b'\n    kind: sim\n", `2: sources[0].name: "a b" is not 1 to 64 characters`},
+		{"sources not list", "sources:\n  name: a\n", `2: sources: want a list of sources, got a mapping`},
+		{"no sources", "mode: dev\n", ` sources: at least one source is required`},
+		{"empty sources", "sources: []\n", `1: sources: at least one source is required`},
+		{"min sources", validBase + "pool:\n  min_healthy_sources: 2\n", `7: pool.min_healthy_sources: 2 exceeds the 1 configured sources`},
+		{"syntax", "mode: dev\n  listen: [\n", `2: (syntax): mapping values are not allowed`},
+		{"empty file", "", ` sources: at least one source is required`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := writeConfig(t, tc.body)
+			_, err := LoadConfig(p)
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("LoadConfig: %v, want a *ConfigError", err)
+			}
+			if want := p + ":" + tc.want; !strings.HasPrefix(err.Error(), want) {
+				t.Fatalf("error\n  %s\nwant prefix\n  %s", err, want)
+			}
+			var stdout, stderr bytes.Buffer
+			err = run(context.Background(), []string{"-config", p}, &stdout, &stderr)
+			if code := exitCode(err); code != 2 {
+				t.Fatalf("run: exit %d (%v), want 2", code, err)
+			}
+		})
+	}
+}
+
+// TestConfig_DriverParams: the sim driver's parameter errors come back as
+// configuration errors naming sources[i].key and its line (exit status 2).
+func TestConfig_DriverParams(t *testing.T) {
+	for _, tc := range []struct{ name, extra, want string }{
+		{"unknown key", "    sampel_bits: 8\n", `:6: sources[0].sampel_bits: unknown key for this source kind`},
+		{"wrong type", "    rate: fast\n", `:6: sources[0].rate: want a `},
+		{"out of range", "    sample_bits: 9\n", `:6: sources[0].sample_bits: `},
+		{"dependent key", "    stuck_value: 3\n", `:6: sources[0].stuck_value: needs "stuck_after"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := writeConfig(t, validBase+tc.extra)
+			if _, err := LoadConfig(p); err != nil {
+				t.Fatalf("LoadConfig: %v (driver keys are checked by the driver)", err)
+			}
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), []string{"-config", p, "-data-dir", t.TempDir()}, &stdout, &stderr)
+			if code := exitCode(err); code != 2 || !strings.HasPrefix(err.Error(), p+tc.want) {
+				t.Fatalf("run: exit %d: %v\nwant prefix %s", code, err, p+tc.want)
+			}
+		})
+	}
+}
+
+func TestConfig_ShippedFiles(t *testing.T) {
+	for _, f := range []string{"../../systemd/qrngd.dev.yaml", "../../systemd/qrngd.yaml"} {
+		c, err := LoadConfig(f)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if c.Pool.Policy != entropy.PolicyFailClosed || len(c.Sources) == 0 {
+			t.Errorf("%s: policy %q, %d sources", f, c.Pool.Policy, len(c.Sources))
+		}
+	}
+	c, _ := LoadConfig("../../systemd/qrngd.dev.yaml")
+	if c == nil || c.Mode != modeDev || c.Listen != "127.0.0.1:8000" || c.DataDir != "./var" || len(c.Sources) != 1 || c.Sources[0].Spec.Kind != "sim" {
+		t.Fatalf("dev config: %+v", c)
+	}
+}
+
+func TestRun_Flags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"-version"}, 0, "qrngd "},
+		{[]string{"-list-devices"}, 0, "KIND"},
+		{[]string{}, 2, ""},
+		{[]string{"-bogus"}, 2, ""},
+		{[]string{"-config", "x.yaml", "extra"}, 2, ""},
+		{[]string{"-config", "/nonexistent/qrngd.yaml"}, 2, ""},
+		{[]string{"-config", "../../systemd/qrngd.dev.yaml", "-listen", "nope"}, 2, ""},
+	} {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), tc.args, &stdout, &stderr)
+		if code := exitCode(err); code != tc.code || !strings.Contains(stdout.String(), tc.out) {
+			t.Errorf("%q: exit %d (%v), stdout %q", tc.args, code, err, stdout.String())
+		}
+	}
+}
+
+func TestRun_ProductionNeedsAuth(t *testing.T) {
+	p := writeConfig(t, strings.Replace(validBase, "mode: dev", "mode: production", 1))
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"-config", p, "-data-dir", t.TempDir()}, &stdout, &stderr)
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "requires authentication") {
+		t.Fatalf("production without auth: %v", err)
+	}
+}
+
+// unavailableDriver is kind "test-unavailable": its device is never present.
+type unavailableDriver struct{}
+
+func (unavailableDriver) Kind() string                                       { return "test-unavailable" }
+func (unavailableDriver) Discover(context.Context) ([]drivers.Device, error) { return nil, nil }
+func (unavailableDriver) Open(context.Context, drivers.Spec) (entropy.Source, error) {
+	return nil, errors.New("test: device not found")
+}
+
+func init() { drivers.MustRegister(unavailableDriver{}) }
+
+// TestOpenSources_Unavailable: production refuses to start with fewer
+// sources than it needs; dev logs the failure and carries on.
+func TestOpenSources_Unavailable(t *testing.T) {
+	body := validBase + "  - name: gone\n    kind: test-unavailable\n"
+	for _, tc := range []struct {
+		mode, min string
+		wantErr   string
+		opened    int
+	}{
+		{"dev", "1", "", 1},
+		{"dev", "2", "", 1},
+		{"production", "1", "", 1},
+		{"production", "2", "only 1 of 2 sources opened; the pool needs 2", 0},
+	} {
+		c, err := ParseConfig("x.yaml", []byte(strings.Replace(body, "mode: dev", "mode: "+tc.mode+"\npool:\n  min_healthy_sources: "+tc.min, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		srcs, err := openSources(context.Background(), c, slog.New(slog.NewJSONHandler(&logs, nil)))
+		if tc.wantErr != "" && (err == nil || err.Error() != tc.wantErr) || tc.wantErr == "" && err != nil || len(srcs) != tc.opened {
+			t.Errorf("%s min %s: %d opened, err %v", tc.mode, tc.min, len(srcs), err)
+		}
+		for _, s := range srcs {
+			_ = s.Close()
+		}
+		if !strings.Contains(logs.String(), `"msg":"source failed to open","source":"gone","kind":"test-unavailable","err":"test: device not found"`) {
+			t.Errorf("failure not logged: %s", logs.String())
+		}
+	}
+}

@@ -1,0 +1,405 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/qrngd/qrngd/drivers"
+	"github.com/qrngd/qrngd/drivers/osrng"
+	"github.com/qrngd/qrngd/entropy"
+	"github.com/qrngd/qrngd/gateway"
+	"github.com/qrngd/qrngd/systemd"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+// usageError is a bad command line (exit status 2).
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// Test seams.
+var (
+	// onListen is called with the bound address once the server listens.
+	onListen = func(net.Addr) {}
+	// readyPoll is how often the daemon checks for its first healthy source.
+	readyPoll = 100 * time.Millisecond
+)
+
+// run is the whole daemon; main only adds signals and the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("qrngd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "configuration `FILE` (YAML)")
+	listen := fs.String("listen", "", "HTTP listen `ADDR` (host:port); overrides the file")
+	dataDir := fs.String("data-dir", "", "state `DIR`; overrides the file")
+	listDevices := fs.Bool("list-devices", false, "list the QRNG devices present and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return &usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return &usageError{fmt.Sprintf("unexpected arguments %q", fs.Args())}
+	}
+	switch {
+	case *showVersion:
+		_, err := fmt.Fprintf(stdout, "qrngd %s\n", buildVersion())
+		return err
+	case *listDevices:
+		return printDevices(ctx, stdout)
+	case *configFile == "":
+		return &usageError{"-config FILE is required"}
+	}
+
+	cfg, err := LoadConfig(*configFile)
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		if err := checkListen(*listen); err != nil {
+			return &usageError{"flag -listen: " + err.Error()}
+		}
+		cfg.Listen = *listen
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	return serve(ctx, cfg, log)
+}
+
+// printDevices prints what every registered driver discovers.
+func printDevices(ctx context.Context, w io.Writer) error {
+	drivers.Freeze()
+	devs, derr := drivers.Discover(ctx)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tVID:PID\tSERIAL\tPATH\tMODEL")
+	for _, d := range devs {
+		id := "-"
+		if d.VendorID != 0 || d.ProductID != 0 {
+			id = fmt.Sprintf("%04x:%04x", d.VendorID, d.ProductID)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Kind, id, dash(d.Serial), dash(d.Path), dash(d.Model))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(devs) == 0 {
+		fmt.Fprintf(w, "no devices found (drivers: %v)\n", drivers.Kinds())
+	}
+	return derr
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// serve opens the sources, runs the engine and the HTTP server until ctx is
+// done, then drains HTTP, stops the engine and zeroizes it.
+func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	log = log.With("mode", cfg.Mode)
+	// Authentication: no Authorizer exists in this build yet (the token
+	// issuer is a separate component). Dev serves /v1 unauthenticated;
+	// production refuses to start rather than serve secrets to anyone.
+	var authz gateway.Authorizer
+	if authz == nil {
+		if cfg.Mode == modeProduction {
+			return errors.New("production mode requires authentication, and this build has no token issuer wired; use mode: dev for development")
+		}
+		log.Warn("authentication is disabled (dev mode): every /v1 route is open")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	sd, err := systemd.New(&systemd.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+
+	// Sources open first: a driver's parameter error is a configuration
+	// error, reported before anything else starts.
+	srcs, err := openSources(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	added := 0 // sources [0, added) belong to the engine, which closes them
+	defer func() {
+		for _, s := range srcs[added:] {
+			_ = s.Close()
+		}
+	}()
+
+	// The OS RNG is handed to the engine only under policy os, and its use is
+	// a metric either way (qrng_osrng_bytes_total).
+	osr := &osrng.Reader{}
+	var osReader io.Reader
+	if cfg.Pool.Policy == entropy.PolicyOS {
+		osReader = osr
+	}
+	eng, err := entropy.New(&entropy.Options{
+		Policy:            cfg.Pool.Policy,
+		MinHealthySources: cfg.Pool.MinHealthySources,
+		PoolCapacity:      cfg.Pool.CapacityBytes,
+		ReseedInterval:    cfg.Pool.ReseedInterval,
+		FullWait:          cfg.Pool.FullWait,
+		OSRNG:             osReader,
+		Logger:            log.With("component", "entropy"),
+	})
+	if err != nil {
+		if errors.Is(err, entropy.ErrInvalidConfig) {
+			return &ConfigError{File: cfg.file, Path: "pool", Reason: err.Error()}
+		}
+		return fmt.Errorf("entropy engine: %w", err)
+	}
+	engineClosed := false
+	defer func() {
+		if !engineClosed {
+			_ = eng.Close()
+		}
+	}()
+
+	for _, src := range srcs {
+		hc := src.sc.Health
+		if err := eng.AddSource(src.Source, &hc); err != nil {
+			if errors.Is(err, entropy.ErrInvalidConfig) {
+				return &ConfigError{File: cfg.file, Line: src.sc.line, Path: fmt.Sprintf("sources[%d]", src.sc.index), Reason: err.Error()}
+			}
+			return fmt.Errorf("source %q: %w", src.sc.Spec.Name, err)
+		}
+		added++
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "qrng", Subsystem: "osrng", Name: "bytes_total",
+			Help: "Bytes read from the OS RNG under policy os (degraded output).",
+		}, func() float64 { return float64(osr.Bytes()) }))
+	gw, err := gateway.New(&gateway.Options{
+		Entropy:         eng,
+		Logger:          log.With("component", "gateway"),
+		Version:         buildVersion(),
+		Registry:        reg,
+		Authorizer:      authz,
+		MaxRequestBytes: cfg.HTTP.MaxBodyBytes,
+		FullWait:        cfg.Pool.FullWait,
+		RetryAfter:      time.Second,
+	})
+	if err != nil {
+		return err
+	}
+
+	ln, err := listener(cfg.Listen, log)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           gw,
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		WriteTimeout:      cfg.HTTP.WriteTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	// The engine outlives the signal context so that HTTP drains first.
+	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopEngine()
+	engDone := make(chan error, 1)
+	go func() { engDone <- eng.Run(engCtx) }()
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- srv.Serve(ln) }()
+	log.Info("qrngd started", "version", buildVersion(), "listen", ln.Addr().String(), "data_dir", cfg.DataDir,
+		"policy", cfg.Pool.Policy, "sources", len(cfg.Sources))
+	onListen(ln.Addr())
+
+	notifyCtx, stopNotify := context.WithCancel(ctx)
+	defer stopNotify()
+	var notifiers sync.WaitGroup
+	notifiers.Go(func() { notifyReady(notifyCtx, sd, eng, log) })
+	notifiers.Go(func() { sd.RunWatchdog(notifyCtx, progressed(eng), nil) })
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "cause", context.Cause(ctx).Error())
+	case err := <-engDone:
+		runErr = errors.New("entropy engine stopped unexpectedly")
+		if err != nil {
+			runErr = fmt.Errorf("entropy engine stopped: %w", err)
+		}
+		engDone <- err
+	case err := <-srvDone:
+		runErr = fmt.Errorf("http server: %w", err)
+		srvDone <- err
+	}
+	stopNotify()
+	notifiers.Wait()
+	sd.Stopping()
+
+	shCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shCtx); err != nil {
+		log.Warn("HTTP drain incomplete; closing connections", "err", err)
+		_ = srv.Close()
+	}
+	if err := <-srvDone; err != nil && !errors.Is(err, http.ErrServerClosed) && runErr == nil {
+		runErr = fmt.Errorf("http server: %w", err)
+	}
+	stopEngine()
+	if err := <-engDone; err != nil && !errors.Is(err, context.Canceled) && runErr == nil {
+		runErr = fmt.Errorf("entropy engine: %w", err)
+	}
+	engineClosed = true
+	if err := eng.Close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("entropy engine close: %w", err)
+	}
+	if runErr != nil {
+		log.Error("qrngd stopped", "err", runErr)
+		return runErr
+	}
+	log.Info("qrngd stopped")
+	return nil
+}
+
+// openedSource is a source ready to join the engine.
+type openedSource struct {
+	entropy.Source
+	sc SourceConfig
+}
+
+// openSources opens every configured source. A driver's parameter error is a
+// configuration error. A source that fails to open is logged; production
+// refuses to start when fewer sources opened than pool.min_healthy_sources
+// (at least one) — the pool could never become ready — while dev carries on
+// so that the operator sees the failure on /readyz and /health.
+func openSources(ctx context.Context, cfg *Config, log *slog.Logger) ([]openedSource, error) {
+	drivers.Freeze()
+	var out []openedSource
+	fail := func(err error) ([]openedSource, error) {
+		for _, s := range out {
+			_ = s.Close()
+		}
+		return nil, err
+	}
+	for _, sc := range cfg.Sources {
+		sl := log.With("source", sc.Spec.Name, "kind", sc.Spec.Kind)
+		src, err := drivers.Open(ctx, sc.Spec)
+		if err != nil {
+			if ce := cfg.paramError(sc, err); ce != err {
+				return fail(ce)
+			}
+			sl.Error("source failed to open", "err", err)
+			continue
+		}
+		info := src.Info()
+		sl.Info("source opened", "vendor", info.Vendor, "model", info.Model, "serial", info.Serial,
+			"min_entropy_per_sample", info.MinEntropy, "sample_bits", info.SampleBits)
+		out = append(out, openedSource{Source: src, sc: sc})
+	}
+	if need := max(1, cfg.Pool.MinHealthySources); len(out) < need {
+		if cfg.Mode == modeProduction {
+			return fail(fmt.Errorf("only %d of %d sources opened; the pool needs %d", len(out), len(cfg.Sources), need))
+		}
+		log.Error("too few sources opened; the pool will not become ready", "opened", len(out), "need", need)
+	}
+	return out, nil
+}
+
+// listener uses a socket passed by systemd socket activation, else binds addr.
+func listener(addr string, log *slog.Logger) (net.Listener, error) {
+	ls, err := systemd.Listeners()
+	if err != nil {
+		return nil, err
+	}
+	if len(ls) > 0 {
+		for _, extra := range ls[1:] {
+			_ = extra.Close()
+		}
+		log.Info("using the socket passed by systemd; listen address ignored", "addr", ls[0].Addr().String())
+		return ls[0], nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	return ln, nil
+}
+
+func statusLine(st entropy.Status) string {
+	return fmt.Sprintf("pool ready=%t degraded=%t level=%d/%d bytes, %d/%d sources healthy, policy %s",
+		st.Pool.Ready, st.Pool.Degraded, st.Pool.LevelBytes, st.Pool.CapacityBytes,
+		st.Pool.HealthySources, len(st.Sources), st.Pool.Policy)
+}
+
+// notifyReady sends READY=1 once at least one source has passed start-up
+// testing (the listener is already bound), then refreshes STATUS=.
+func notifyReady(ctx context.Context, sd *systemd.Daemon, eng *entropy.Engine, log *slog.Logger) {
+	t := time.NewTicker(readyPoll)
+	defer t.Stop()
+	ready := false
+	for n := 0; ; n++ {
+		st := eng.Status()
+		switch {
+		case !ready && st.Pool.HealthySources >= 1:
+			ready = true
+			sd.Ready(statusLine(st))
+			log.Info("ready", "status", statusLine(st))
+		case ready && n%100 == 0:
+			sd.Status(statusLine(st))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// progressed reports whether the engine read samples since the last call or
+// can serve; systemd's watchdog ping is withheld otherwise.
+func progressed(eng *entropy.Engine) func() bool {
+	var last uint64
+	return func() bool {
+		st := eng.Status()
+		var n uint64
+		for _, s := range st.Sources {
+			n += s.Samples
+		}
+		moved := n != last
+		last = n
+		return moved || st.Pool.Ready
+	}
+}
