@@ -2,6 +2,7 @@ package drivers
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"time"
@@ -9,7 +10,7 @@ import (
 
 // Params are the kind-specific keys of a `sources:` entry, as decoded from
 // YAML. Drivers read them through the typed getters, which record every key
-// they consume, and finish with Unused so that a misspelt key is an error
+// they consume, and finish with Done so that a misspelt key is an error
 // naming the key rather than silently ignored.
 type Params map[string]any
 
@@ -52,7 +53,7 @@ func (r *ParamReader) String(key, def string) string {
 	switch s := v.(type) {
 	case string:
 		return s
-	case int, int64, float64, bool:
+	case int, int64, uint64, float64, bool:
 		return fmt.Sprint(s)
 	}
 	r.fail(key, fmt.Sprintf("want a string, got %T", v))
@@ -69,19 +70,25 @@ func (r *ParamReader) Int(key string, def int) int {
 	case int:
 		return n
 	case int64:
-		return int(n)
+		if n >= math.MinInt && n <= math.MaxInt {
+			return int(n)
+		}
 	case uint64:
-		return int(n)
+		if n <= math.MaxInt {
+			return int(n)
+		}
 	case float64:
-		if n == float64(int(n)) {
+		// The bounds are exact powers of two; the range check comes
+		// before the conversion, whose result is otherwise undefined.
+		if n >= math.MinInt && n < -float64(math.MinInt) && n == math.Trunc(n) {
 			return int(n)
 		}
 	case string:
-		if i, err := strconv.ParseInt(n, 0, 64); err == nil {
+		if i, err := strconv.ParseInt(n, 0, strconv.IntSize); err == nil {
 			return int(i)
 		}
 	}
-	r.fail(key, fmt.Sprintf("want an integer, got %v", v))
+	r.fail(key, fmt.Sprintf("want an integer in range, got %v", v))
 	return def
 }
 
@@ -99,13 +106,15 @@ func (r *ParamReader) Float(key string, def float64) float64 {
 	case uint64:
 		return float64(n)
 	case float64:
-		return n
+		if !math.IsNaN(n) && !math.IsInf(n, 0) {
+			return n
+		}
 	case string:
-		if f, err := strconv.ParseFloat(n, 64); err == nil {
+		if f, err := strconv.ParseFloat(n, 64); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
 			return f
 		}
 	}
-	r.fail(key, fmt.Sprintf("want a number, got %v", v))
+	r.fail(key, fmt.Sprintf("want a finite number, got %v", v))
 	return def
 }
 

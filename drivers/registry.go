@@ -53,8 +53,15 @@ var (
 	frozen   bool
 )
 
-// Register adds a driver. It fails on a duplicate kind or after Freeze.
+// Register adds a driver. It fails on a nil driver, an empty kind, a
+// duplicate kind or after Freeze.
 func Register(d Driver) error {
+	if d == nil {
+		return errors.New("drivers: register a nil driver")
+	}
+	if d.Kind() == "" {
+		return fmt.Errorf("drivers: register %T with an empty kind", d)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if frozen {
@@ -107,7 +114,11 @@ func Open(ctx context.Context, spec Spec) (entropy.Source, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w %q (known: %v)", ErrUnknownKind, spec.Kind, Kinds())
 	}
-	return d.Open(ctx, spec)
+	src, err := d.Open(ctx, spec)
+	if err == nil && src == nil {
+		return nil, fmt.Errorf("drivers: kind %q returned no source and no error for %q", spec.Kind, spec.Name)
+	}
+	return src, err
 }
 
 // Discover runs every driver's discovery. One failing driver does not hide

@@ -1,0 +1,36 @@
+package sim
+
+import (
+	"context"
+	"time"
+)
+
+// Clock is the simulator's time seam: rate limiting, the per-read delay
+// fault and timed reconnection use it, so tests run on a fake clock
+// (drivertest.FakeClock) instead of sleeping.
+type Clock interface {
+	Now() time.Time
+	// Sleep waits d, or until ctx is done, in which case it returns ctx.Err().
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+// SystemClock is the wall clock.
+type SystemClock struct{}
+
+// Now returns time.Now().
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// Sleep waits d on a timer, or until ctx is done.
+func (SystemClock) Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
