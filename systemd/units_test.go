@@ -40,7 +40,7 @@ func TestUdevRules_NameEveryDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`ATTRS{idVendor}=="0aba"`, `KERNEL=="qrandom[0-9]*"`, `ATTRS{idVendor}=="04d8"`, `ATTRS{idVendor}=="1d50"`} {
+	for _, want := range []string{`ATTRS{idVendor}=="0aba"`, `KERNEL=="qrandom[0-9]*"`, `ATTRS{idVendor}=="04d8"`, `ATTRS{idVendor}=="1d50"`, `ATTRS{idProduct}=="0aa0"`, `ATTRS{idProduct}=="ebb5"`, `ATTRS{idVendor}=="1fc9"`, `ATTRS{idVendor}=="3975"`, `ID_MM_DEVICE_IGNORE`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("99-qrngd.rules lacks %s", want)
 		}
