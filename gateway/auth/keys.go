@@ -1,0 +1,214 @@
+package auth
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/qrngd/qrngd/store"
+)
+
+// keyring caches the active signing key and the published public keys.
+// The store is the source of truth; the cache is refreshed on rotation and
+// on a lookup of a kid it does not hold (after the kid passed validKID).
+type keyring struct {
+	ks     store.SigningKeys
+	alg    string
+	retire time.Duration
+	now    func() time.Time
+
+	mu     sync.RWMutex
+	signer *store.SigningKey
+	pub    map[string]store.KeyInfo
+	miss   map[string]time.Time
+}
+
+func newKeyring(ks store.SigningKeys, alg string, retire time.Duration, now func() time.Time) *keyring {
+	return &keyring{ks: ks, alg: alg, retire: retire, now: now, pub: map[string]store.KeyInfo{}, miss: map[string]time.Time{}}
+}
+
+// validKID accepts 1..64 characters of [A-Za-z0-9_-] (base64url), the
+// only form qrngd issues. It runs before any lookup, so a kid carrying
+// path, SQL or control characters never reaches the store.
+func validKID(kid string) bool {
+	if len(kid) == 0 || len(kid) > 64 {
+		return false
+	}
+	for i := 0; i < len(kid); i++ {
+		c := kid[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// current returns the active signing key, creating the first one (seed
+// from the store's random reader, i.e. the pool) if none exists.
+func (k *keyring) current(ctx context.Context) (*store.SigningKey, error) {
+	k.mu.RLock()
+	sk := k.signer
+	k.mu.RUnlock()
+	if sk != nil {
+		return sk, nil
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.signer != nil {
+		return k.signer, nil
+	}
+	cur, err := k.ks.Current(ctx, k.alg)
+	if errors.Is(err, store.ErrNotFound) {
+		if _, err = k.ks.Rotate(ctx, k.alg, k.retire); err != nil {
+			return nil, fmt.Errorf("gateway/auth: create signing key: %w", err)
+		}
+		cur, err = k.ks.Current(ctx, k.alg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gateway/auth: signing key: %w", err)
+	}
+	k.signer = &cur
+	k.pub[cur.KID] = cur.KeyInfo
+	return k.signer, nil
+}
+
+// rotate makes a new active key; the old one stays published.
+func (k *keyring) rotate(ctx context.Context) (store.KeyInfo, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	info, err := k.ks.Rotate(ctx, k.alg, k.retire)
+	if err != nil {
+		return store.KeyInfo{}, fmt.Errorf("gateway/auth: rotate signing key: %w", err)
+	}
+	cur, err := k.ks.Current(ctx, k.alg)
+	if err != nil {
+		return store.KeyInfo{}, fmt.Errorf("gateway/auth: signing key: %w", err)
+	}
+	// The old key is not zeroed here: a concurrent issuance may still be
+	// signing with it. It becomes garbage once those calls return.
+	k.signer = &cur
+	k.pub = map[string]store.KeyInfo{}
+	return info, nil
+}
+
+// verifyKey returns the public key for kid if it is published and of alg.
+func (k *keyring) verifyKey(ctx context.Context, kid, alg string) (any, error) {
+	if !validKID(kid) {
+		return nil, errors.New("kid has characters outside [A-Za-z0-9_-] or a bad length")
+	}
+	now := k.now()
+	k.mu.RLock()
+	info, ok := k.pub[kid]
+	missAt, missed := k.miss[kid]
+	k.mu.RUnlock()
+	if !ok {
+		// Negative cache: an unknown kid is looked up at most once a second.
+		if missed && now.Sub(missAt) < time.Second {
+			return nil, errors.New("unknown kid")
+		}
+		var err error
+		info, err = k.ks.Get(ctx, kid)
+		if err != nil {
+			k.mu.Lock()
+			if len(k.miss) > 1024 {
+				clear(k.miss)
+			}
+			k.miss[kid] = now
+			k.mu.Unlock()
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, errors.New("unknown kid")
+			}
+			return nil, err
+		}
+		k.mu.Lock()
+		k.pub[kid] = info
+		k.mu.Unlock()
+	}
+	if !info.RemoveAfter.IsZero() && !now.Before(info.RemoveAfter) {
+		return nil, errors.New("signing key no longer published")
+	}
+	if info.Alg != alg {
+		return nil, fmt.Errorf("kid %s is an %s key, token says %s", kid, info.Alg, alg)
+	}
+	return info.PublicKey, nil
+}
+
+// JWK is one key of the JWKS (RFC 7517, RFC 8037 for OKP).
+type JWK struct {
+	Kty string `json:"kty"`
+	Crv string `json:"crv"`
+	X   string `json:"x"`
+	Y   string `json:"y,omitempty"`
+	Kid string `json:"kid"`
+	Alg string `json:"alg"`
+	Use string `json:"use"`
+}
+
+// JWKSet is the document served at /.well-known/jwks.json.
+type JWKSet struct {
+	Keys []JWK `json:"keys"`
+}
+
+func toJWK(info store.KeyInfo) (JWK, error) {
+	b64 := base64.RawURLEncoding.EncodeToString
+	j := JWK{Kid: info.KID, Alg: info.Alg, Use: "sig"}
+	switch pk := info.PublicKey.(type) {
+	case ed25519.PublicKey:
+		j.Kty, j.Crv, j.X = "OKP", "Ed25519", b64(pk)
+	case *ecdsa.PublicKey:
+		raw, err := pk.Bytes() // 0x04 | X | Y
+		if err != nil || len(raw) != 65 {
+			return JWK{}, fmt.Errorf("gateway/auth: key %s: not an uncompressed P-256 point", info.KID)
+		}
+		j.Kty, j.Crv, j.X, j.Y = "EC", "P-256", b64(raw[1:33]), b64(raw[33:])
+	default:
+		return JWK{}, fmt.Errorf("gateway/auth: key %s: unsupported public key %T", info.KID, pk)
+	}
+	return j, nil
+}
+
+// set returns the published keys as a JWKS.
+func (k *keyring) set(ctx context.Context) (JWKSet, error) {
+	infos, err := k.ks.Public(ctx)
+	if err != nil {
+		return JWKSet{}, fmt.Errorf("gateway/auth: public keys: %w", err)
+	}
+	out := JWKSet{Keys: make([]JWK, 0, len(infos))}
+	for _, info := range infos {
+		j, err := toJWK(info)
+		if err != nil {
+			return JWKSet{}, err
+		}
+		out.Keys = append(out.Keys, j)
+	}
+	return out, nil
+}
+
+func signingMethod(alg string) jwt.SigningMethod {
+	if alg == store.AlgES256 {
+		return jwt.SigningMethodES256
+	}
+	return jwt.SigningMethodEdDSA
+}
+
+// RotateSigningKey makes a new active signing key (seed from the store's
+// random reader: the pool). The previous key stays in the JWKS until the
+// tokens it signed have expired.
+func (s *Service) RotateSigningKey(ctx context.Context) (store.KeyInfo, error) {
+	info, err := s.keys.rotate(ctx)
+	if err != nil {
+		return info, err
+	}
+	if _, err := s.st.Audit().Append(ctx, store.AuditEvent{Type: "signing_key.rotate", Subject: info.KID,
+		Fields: map[string]string{"alg": info.Alg}}); err != nil {
+		return info, fmt.Errorf("gateway/auth: key %s rotated but not audited: %w", info.KID, err)
+	}
+	return info, nil
+}
