@@ -45,6 +45,10 @@ test-usb:
 	$(GO) test -c -o $(BIN)/usbsim.test ./testhw/usbsim
 	cd drivers/quantisusb && umockdev-run -- ../../$(BIN)/quantisusb.test -test.count=1 -test.v -test.run 'USB'
 	cd testhw/usbsim && umockdev-run -- ../../$(BIN)/usbsim.test -test.count=1 -test.v -test.run 'USB'
+	$(GO) test -c -o $(BIN)/qrngd.test ./cmd/qrngd
+	$(GO) test -c -o $(BIN)/testhw.test ./testhw
+	cd cmd/qrngd && umockdev-run -- ../../$(BIN)/qrngd.test -test.count=1 -test.v -test.run 'USB'
+	cd testhw && umockdev-run -- ../$(BIN)/testhw.test -test.count=1 -test.v -test.run 'USB'
 
 # bench-usb reads from the emulated Quantis USB through gousb/libusb under umockdev.
 bench-usb: deps

@@ -74,6 +74,11 @@ import (
 // Kind is the source kind this package registers.
 const Kind = "sim"
 
+// BoardVersion is what Info reports as the board version: the version of
+// the simulated device model (bumped when generation or faults change
+// meaning), so status pages show a board version for every kind.
+const BoardVersion = "qrngd-sim 1"
+
 // Sentinel errors.
 var (
 	// ErrInjected is wrapped by the errors of the ReadError fault.
@@ -196,15 +201,16 @@ func New(opts *Options) (*Source, error) {
 	serial := keyFor("qrngd/sim/serial", o.Seed)
 	s := &Source{
 		info: entropy.SourceInfo{
-			Name:        o.Name,
-			Kind:        Kind,
-			Vendor:      "qrngd",
-			Model:       "simulated QRNG",
-			Serial:      fmt.Sprintf("SIM-%X", serial[:6]),
-			Path:        "sim:" + o.Name,
-			SampleBits:  o.SampleBits,
-			NominalRate: o.Rate,
-			MinEntropy:  o.MinEntropy,
+			Name:         o.Name,
+			Kind:         Kind,
+			Vendor:       "qrngd",
+			Model:        "simulated QRNG",
+			Serial:       fmt.Sprintf("SIM-%X", serial[:6]),
+			BoardVersion: BoardVersion,
+			Path:         "sim:" + o.Name,
+			SampleBits:   o.SampleBits,
+			NominalRate:  o.Rate,
+			MinEntropy:   o.MinEntropy,
 		},
 		clock:   o.Clock,
 		rate:    o.Rate,
