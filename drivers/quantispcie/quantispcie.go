@@ -424,7 +424,7 @@ func (d *Driver) Open(ctx context.Context, spec drivers.Spec) (entropy.Source, e
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s := &Source{cfg: c, sleep: sleepCtx}
+	s := &Source{cfg: c, sleep: drivers.Sleep}
 	path, err := s.resolve()
 	if err != nil {
 		return nil, err
@@ -435,17 +435,6 @@ func (d *Driver) Open(ctx context.Context, spec drivers.Spec) (entropy.Source, e
 	return s, nil
 }
 
-// sleepCtx waits d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 // Source is an open Quantis PCI/PCIe card. Read, Reset, the module requests
 // and Close are serialised; Info never blocks on a read.

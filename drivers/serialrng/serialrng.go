@@ -285,23 +285,13 @@ func (d *Driver) Open(ctx context.Context, spec drivers.Spec) (entropy.Source, e
 	if err != nil {
 		return nil, err
 	}
-	s := &Source{cfg: c, sleep: sleepCtx, now: time.Now}
+	s := &Source{cfg: c, sleep: drivers.Sleep, now: time.Now}
 	if err := s.open(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 // Source is an open serial TRNG. Read and Reconnect are serialised; Close
 // may be called while a Read is blocked and makes it return ErrClosed.

@@ -39,7 +39,7 @@ func TestNew_Defaults(t *testing.T) {
 	s := newSim(t, nil)
 	info := s.Info()
 	want := entropy.SourceInfo{Name: "sim", Kind: "sim", Vendor: "qrngd", Model: "simulated QRNG",
-		Serial: info.Serial, Path: "sim:sim", SampleBits: 8, MinEntropy: 8}
+		Serial: info.Serial, BoardVersion: "qrngd-sim 1", Path: "sim:sim", SampleBits: 8, MinEntropy: 8}
 	if info != want {
 		t.Errorf("Info() = %+v; want %+v", info, want)
 	}
