@@ -188,6 +188,7 @@ type Service struct {
 
 	parser *jwt.Parser
 	keys   *keyring
+	hdrs   headerCache // encoded JWS header of the active key
 
 	cache   *verifiedCache
 	limits  map[string]*routeLimiter

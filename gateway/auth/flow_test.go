@@ -841,3 +841,26 @@ func TestRefresh_LimitedOrDisabled(t *testing.T) {
 		t.Fatalf("access token of a disabled user's session: %d", r.status)
 	}
 }
+
+// With store/bolt the API key's record is cached after its first use; a
+// revocation must still refuse the very next token request, and a wrong
+// secret for a cached key must still fail.
+func TestOAuthToken_KeyRevokedAfterUse(t *testing.T) {
+	h := newHarness(t, &harnessOpts{bolt: true})
+	h.addTenant("acme")
+	id, secret := h.addKey("acme", ScopeRandomRead)
+	_ = h.clientToken(id, secret, nil)
+	_ = h.clientToken(id, secret, nil)
+	form := func(sec string) url.Values {
+		return url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {sec}}
+	}
+	if r := h.postForm("/oauth/token", form(secret+"x"), nil); r.status != 401 || r.errCode(t) != "invalid_client" {
+		t.Fatalf("wrong secret for a cached key: %d %s", r.status, r.body)
+	}
+	if err := h.st.APIKeys().Revoke(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.postForm("/oauth/token", form(secret), nil); r.status != 401 || r.errCode(t) != "invalid_client" {
+		t.Fatalf("token for a key revoked after use: %d %s", r.status, r.body)
+	}
+}

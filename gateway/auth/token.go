@@ -67,23 +67,19 @@ func (s *Service) issueWith(ctx context.Context, g grant, jti string, prov entro
 	if c.ClientID == "" {
 		c.ClientID = s.issuer // login tokens: qrngd itself is the client
 	}
-	t := jwt.NewWithClaims(signingMethod(key.Alg), c)
-	t.Header["typ"] = TokenType
-	t.Header["kid"] = key.KID
-	signed, err := t.SignedString(key.Private)
+	signed, err := signToken(&s.hdrs, key, c)
 	if err != nil {
 		return nil, fmt.Errorf("gateway/auth: sign: %w", err)
 	}
-	f := map[string]string{
-		"grant":     g.kind,
-		"jti":       jti,
-		"client_id": c.ClientID,
-		"aud":       strings.Join(g.aud, " "),
-		"scope":     c.Scope,
-		"exp":       c.ExpiresAt.UTC().Format(time.RFC3339),
-		"kid":       key.KID,
-		"alg":       key.Alg,
-	}
+	f := make(map[string]string, 20) // these, the optional ones and poolFields': one allocation
+	f["grant"] = g.kind
+	f["jti"] = jti
+	f["client_id"] = c.ClientID
+	f["aud"] = strings.Join(g.aud, " ")
+	f["scope"] = c.Scope
+	f["exp"] = c.ExpiresAt.UTC().Format(time.RFC3339)
+	f["kid"] = key.KID
+	f["alg"] = key.Alg
 	if g.tenant != "" {
 		f["tenant"] = g.tenant
 	}

@@ -2,10 +2,16 @@ package bolt
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"runtime"
+	"slices"
+	"strconv"
 	"sync/atomic"
+	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
@@ -24,13 +30,111 @@ type committer struct {
 	done chan struct{}
 
 	commits, records atomic.Uint64 // successful group commits and the records in them
+	wall             atomic.Int64  // nanoseconds spent in those commits
 }
 
 type appendReq struct {
-	ev   store.AuditEvent
-	rec  store.AuditRecord
+	pre  preparedEvent
+	seq  uint64
+	ns   int64 // record time, Unix nanoseconds
+	prev store.Hash
+	hash store.Hash
 	err  error
 	done chan struct{}
+}
+
+// preparedEvent is the part of a record's stored JSON and of its chain
+// hash input that does not depend on its place in the chain. Append
+// builds it in the caller's goroutine, so the committer (one goroutine,
+// holding bbolt's writer lock) only adds seq, time and the hashes.
+type preparedEvent struct {
+	canon []byte // store.Canonical between the time and prev: lp(type) lp(subject) nfields fields
+	json  []byte // store.MarshalAuditRecord between "time_ns":N, and ,"prev":
+}
+
+const auditDomain = "qrngd/audit/v1\x00" // as store.Canonical
+
+func prepareEvent(e store.AuditEvent) preparedEvent {
+	keys := make([]string, 0, len(e.Fields))
+	n := 12 + len(e.Type) + len(e.Subject)
+	for k, v := range e.Fields {
+		keys = append(keys, k)
+		n += 8 + len(k) + len(v)
+	}
+	slices.Sort(keys) // encoding/json sorts map keys the same way
+	c := make([]byte, 0, n)
+	lp := func(s string) {
+		c = binary.BigEndian.AppendUint32(c, uint32(len(s)))
+		c = append(c, s...)
+	}
+	lp(e.Type)
+	lp(e.Subject)
+	c = binary.BigEndian.AppendUint32(c, uint32(len(keys)))
+	for _, k := range keys {
+		lp(k)
+		lp(e.Fields[k])
+	}
+	j := make([]byte, 0, n+16+6*len(keys))
+	j = append(j, `"type":`...)
+	j = appendJSONString(j, e.Type)
+	j = append(j, `,"subject":`...)
+	j = appendJSONString(j, e.Subject)
+	if len(keys) > 0 {
+		j = append(j, `,"fields":{`...)
+		for i, k := range keys {
+			if i > 0 {
+				j = append(j, ',')
+			}
+			j = appendJSONString(j, k)
+			j = append(j, ':')
+			j = appendJSONString(j, e.Fields[k])
+		}
+		j = append(j, '}')
+	}
+	return preparedEvent{canon: c, json: j}
+}
+
+// appendJSONString appends s as encoding/json encodes it. Strings of
+// printable ASCII that encoding/json leaves alone (no quote, backslash or
+// HTML-sensitive <, >, &) are copied; anything else goes through
+// encoding/json, so escaping is always exactly its own.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// seal computes r's chain hash (store.ChainHash of the sealed record) and
+// returns its stored form (store.MarshalAuditRecord), byte for byte.
+func (r *appendReq) seal(seq uint64, ns int64, prev store.Hash) []byte {
+	r.seq, r.ns, r.prev = seq, ns, prev
+	h := sha256.New()
+	var hdr [len(auditDomain) + 16]byte
+	copy(hdr[:], auditDomain)
+	binary.BigEndian.PutUint64(hdr[len(auditDomain):], seq)
+	binary.BigEndian.PutUint64(hdr[len(auditDomain)+8:], uint64(ns))
+	h.Write(hdr[:])
+	h.Write(r.pre.canon)
+	h.Write(prev[:])
+	h.Sum(r.hash[:0])
+	v := make([]byte, 0, len(r.pre.json)+200)
+	v = append(v, `{"seq":`...)
+	v = strconv.AppendUint(v, seq, 10)
+	v = append(v, `,"time_ns":`...)
+	v = strconv.AppendInt(v, ns, 10)
+	v = append(v, ',')
+	v = append(v, r.pre.json...)
+	v = append(v, `,"prev":"`...)
+	v = hex.AppendEncode(v, prev[:])
+	v = append(v, `","hash":"`...)
+	v = hex.AppendEncode(v, r.hash[:])
+	return append(v, `"}`...)
 }
 
 func startCommitter(db *DB, max int) *committer {
@@ -92,23 +196,20 @@ func (c *committer) gather(batch *[]*appendReq) {
 const maxGatherYields = 8
 
 func (c *committer) commit(batch []*appendReq) {
+	start := time.Now()
 	err := c.db.db.Update(func(tx *bbolt.Tx) error {
 		seq, prev, err := readHead(tx)
 		if err != nil {
 			return err
 		}
+		ns := c.db.now().UnixNano() // one time for the batch: one commit
 		b := tx.Bucket(bktAudit)
 		for _, r := range batch {
 			seq++
-			r.rec = store.Seal(r.ev, seq, c.db.now(), prev)
-			v, err := store.MarshalAuditRecord(r.rec)
-			if err != nil {
+			if err := b.Put(seqKey(seq), r.seal(seq, ns, prev)); err != nil {
 				return err
 			}
-			if err := b.Put(seqKey(seq), v); err != nil {
-				return err
-			}
-			prev = r.rec.Hash
+			prev = r.hash
 		}
 		head := make([]byte, 8, 40)
 		binary.BigEndian.PutUint64(head, seq)
@@ -117,6 +218,7 @@ func (c *committer) commit(batch []*appendReq) {
 	if err == nil {
 		c.commits.Add(1)
 		c.records.Add(uint64(len(batch)))
+		c.wall.Add(int64(time.Since(start)))
 	}
 	for _, r := range batch {
 		r.err = c.db.mapErr(err)
@@ -148,7 +250,7 @@ func (s auditLog) Append(ctx context.Context, e store.AuditEvent) (store.AuditRe
 	if err := s.db.check(ctx); err != nil {
 		return store.AuditRecord{}, err
 	}
-	r := &appendReq{ev: e, done: make(chan struct{})}
+	r := &appendReq{pre: prepareEvent(e), done: make(chan struct{})}
 	c := s.db.audit
 	select {
 	case c.reqs <- r:
@@ -166,7 +268,12 @@ func (s auditLog) Append(ctx context.Context, e store.AuditEvent) (store.AuditRe
 	if r.err != nil {
 		return store.AuditRecord{}, errf("audit append: %w", r.err)
 	}
-	return r.rec, nil
+	rec := store.AuditRecord{Seq: r.seq, Time: time.Unix(0, r.ns).UTC(), Type: e.Type, Subject: e.Subject,
+		Prev: r.prev, Hash: r.hash}
+	if len(e.Fields) > 0 {
+		rec.Fields = e.Fields // the caller's own map; the stored record was encoded from it
+	}
+	return rec, nil
 }
 
 func (s auditLog) List(ctx context.Context, after uint64, limit int) ([]store.AuditRecord, error) {

@@ -81,6 +81,7 @@ type DB struct {
 
 	rev   revIndex
 	audit *committer
+	keys  keyCache
 }
 
 // Open opens (creating if needed) dir/qrngd.db with mode 0600, creates all
@@ -178,7 +179,10 @@ func (db *DB) Keys() store.SigningKeys { return signing{db} }
 type Stats struct {
 	AuditCommits uint64 // group commits of the audit log since Open
 	AuditRecords uint64 // records in those commits
-	Revocations  int    // distinct jtis in the revocation index
+	// AuditCommitTime is the wall time spent in those commits (the bbolt
+	// transaction: page writes and both fdatasyncs).
+	AuditCommitTime time.Duration
+	Revocations     int // distinct jtis in the revocation index
 }
 
 // Stats returns current counters.
@@ -186,7 +190,8 @@ func (db *DB) Stats() Stats {
 	db.rev.mu.RLock()
 	n := len(db.rev.m)
 	db.rev.mu.RUnlock()
-	return Stats{AuditCommits: db.audit.commits.Load(), AuditRecords: db.audit.records.Load(), Revocations: n}
+	return Stats{AuditCommits: db.audit.commits.Load(), AuditRecords: db.audit.records.Load(),
+		AuditCommitTime: time.Duration(db.audit.wall.Load()), Revocations: n}
 }
 
 // Backup writes a consistent copy of the whole database to w while the
