@@ -72,8 +72,8 @@ type Entropy interface {
 // Any other error is a server fault (500, logged, not shown to the client).
 //
 // A nil Options.Authorizer means NO AUTHENTICATION: every route is open.
-// That is only for the dev configuration until the token issuer is wired;
-// cmd/qrngd refuses production mode without an Authorizer.
+// cmd/qrngd always wires gateway/auth; only a dev configuration with the
+// explicit key auth.disabled: true runs without, and production refuses it.
 type Authorizer interface {
 	Authorize(r *http.Request, scope string) (*Principal, error)
 }
@@ -106,6 +106,9 @@ type Route struct {
 	Path    string       // Gin path; must not collide with built-in routes
 	Scope   string       // required scope; "" for none (the handler does its own auth)
 	Handler http.Handler // receives the request with the body limit applied
+	// MaxBodyBytes overrides Options.MaxRequestBytes for this route (0 =
+	// the gateway's limit), e.g. for /mcp, which bounds its bodies itself.
+	MaxBodyBytes int64
 }
 
 // Options configure a Gateway. Entropy is required; zero values of the other
@@ -123,6 +126,13 @@ type Options struct {
 	RetryAfter      time.Duration // Retry-After on 503; default 1 s (sent in whole seconds, at least 1)
 	Features        []string      // extra features listed by /health (e.g. "auth", "mcp")
 	Routes          []Route       // extra routes
+
+	// Limit, if set, is called after the Authorizer accepted a request on a
+	// route with a scope (the /v1 routes and extra routes with Scope), with
+	// the accepted principal: per-principal rate limiting. It returns false
+	// when it refused the request, having written the whole response (429
+	// with Retry-After); the handler then does not run.
+	Limit func(w http.ResponseWriter, r *http.Request, p *Principal) bool
 }
 
 // Gateway is the HTTP handler of qrngd.
@@ -132,7 +142,9 @@ type Gateway struct {
 	log        *slog.Logger
 	version    string
 	auth       Authorizer
+	limit      func(http.ResponseWriter, *http.Request, *Principal) bool
 	maxBody    int64
+	routeBody  map[string]int64 // per-route body limits (Route.MaxBodyBytes) by Gin path
 	readTO     time.Duration
 	fullWait   time.Duration
 	retryAfter string
@@ -182,7 +194,9 @@ func New(opts *Options) (*Gateway, error) {
 		log:        o.Logger,
 		version:    o.Version,
 		auth:       o.Authorizer,
+		limit:      o.Limit,
 		maxBody:    o.MaxRequestBytes,
+		routeBody:  map[string]int64{},
 		readTO:     o.ReadTimeout,
 		fullWait:   o.FullWait,
 		retryAfter: fmt.Sprint(max(retry, 1)),
@@ -239,6 +253,12 @@ func (g *Gateway) routes(extra []Route) (err error) {
 	for i, rt := range extra {
 		if rt.Handler == nil || !strings.HasPrefix(rt.Path, "/") || len(rt.Methods) == 0 {
 			return fmt.Errorf("%w: Routes[%d] %q needs Methods, a Path starting with / and a Handler", errOptions, i, rt.Path)
+		}
+		if rt.MaxBodyBytes < 0 {
+			return fmt.Errorf("%w: Routes[%d] %q: MaxBodyBytes %d is negative", errOptions, i, rt.Path, rt.MaxBodyBytes)
+		}
+		if rt.MaxBodyBytes > 0 {
+			g.routeBody[rt.Path] = rt.MaxBodyBytes
 		}
 		hs := []gin.HandlerFunc{}
 		if rt.Scope != "" {

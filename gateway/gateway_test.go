@@ -739,3 +739,98 @@ func TestNew_Invalid(t *testing.T) {
 		}
 	}
 }
+
+// TestAuth_LimitHook: the Limit hook runs after the Authorizer accepted a
+// request, sees the principal, and a refusal (the hook's own 429) stops the
+// handler; refused and anonymous requests never reach it.
+func TestAuth_LimitHook(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	budget := 2
+	limit := func(w http.ResponseWriter, r *http.Request, p *gateway.Principal) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, p.Subject+" "+r.URL.Path)
+		if budget == 0 {
+			w.Header().Set("Retry-After", "7")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = io.WriteString(w, `{"error":{"code":"rate_limited","message":"slow down"}}`)
+			return false
+		}
+		budget--
+		return true
+	}
+	var ran int
+	h := newHarness(t, &gateway.Options{Authorizer: &fakeAuth{}, Limit: limit, Routes: []gateway.Route{
+		{Methods: []string{"GET"}, Path: "/x/scoped", Scope: "mcp:tools", Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { ran++ })},
+		{Methods: []string{"GET"}, Path: "/x/open", Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { ran++ })},
+	}})
+	good := map[string]string{"Authorization": "Bearer good"}
+	if r := h.get("/v1/random?bytes=4"); r.status != 401 {
+		t.Fatalf("anonymous: %d", r.status)
+	}
+	if r := h.do("GET", "/v1/random?bytes=4", map[string]string{"Authorization": "Bearer weak"}, nil); r.status != 403 {
+		t.Fatalf("weak: %d", r.status)
+	}
+	if r := h.do("GET", "/v1/random?bytes=4", good, nil); r.status != 200 {
+		t.Fatalf("first: %d", r.status)
+	}
+	if r := h.do("GET", "/x/scoped", good, nil); r.status != 200 || ran != 1 {
+		t.Fatalf("extra scoped route: %d ran %d", r.status, ran)
+	}
+	r := h.do("GET", "/x/scoped", good, nil)
+	if code, _ := errorOf(t, r); r.status != 429 || code != "rate_limited" || r.header.Get("Retry-After") != "7" || ran != 1 {
+		t.Fatalf("over budget: %d %q Retry-After %q ran %d", r.status, code, r.header.Get("Retry-After"), ran)
+	}
+	if r := h.do("GET", "/v1/sources", good, nil); r.status != 429 {
+		t.Fatalf("over budget /v1/sources: %d", r.status)
+	}
+	// Routes without a scope do their own auth: the hook is not called.
+	if r := h.get("/x/open"); r.status != 200 || ran != 2 {
+		t.Fatalf("open route: %d", r.status)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"alice /v1/random", "alice /x/scoped", "alice /x/scoped", "alice /v1/sources"}
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Fatalf("hook saw %q, want %q", seen, want)
+	}
+	if !strings.Contains(h.logs(), `"status":429`) {
+		t.Fatal("the refused request is not in the access log")
+	}
+}
+
+// TestMiddleware_RouteBodyLimit: Route.MaxBodyBytes replaces the gateway's
+// limit on its route only.
+func TestMiddleware_RouteBodyLimit(t *testing.T) {
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			return
+		}
+		_, _ = w.Write(b)
+	})
+	h := newHarness(t, &gateway.Options{MaxRequestBytes: 16, Routes: []gateway.Route{
+		{Methods: []string{"POST"}, Path: "/x/big", Handler: echo, MaxBodyBytes: 64},
+		{Methods: []string{"POST"}, Path: "/x/small", Handler: echo},
+	}})
+	body := strings.Repeat("a", 40)
+	if r := h.do("POST", "/x/big", nil, strings.NewReader(body)); r.status != 200 || string(r.body) != body {
+		t.Fatalf("40 bytes on a 64-byte route: %d", r.status)
+	}
+	if r := h.do("POST", "/x/big", nil, strings.NewReader(strings.Repeat("a", 65))); r.status != 413 {
+		t.Fatalf("65 bytes on a 64-byte route: %d", r.status)
+	}
+	if r := h.do("POST", "/x/big", nil, io.MultiReader(strings.NewReader(body), strings.NewReader(body))); r.status != 413 {
+		t.Fatalf("80 chunked bytes on a 64-byte route: %d", r.status)
+	}
+	if r := h.do("POST", "/x/small", nil, strings.NewReader(body)); r.status != 413 {
+		t.Fatalf("40 bytes on the default 16-byte limit: %d", r.status)
+	}
+	if _, err := gateway.New(&gateway.Options{Entropy: &fakeEntropy{}, Routes: []gateway.Route{
+		{Methods: []string{"POST"}, Path: "/x", Handler: echo, MaxBodyBytes: -1}}}); err == nil {
+		t.Fatal("negative MaxBodyBytes accepted")
+	}
+}

@@ -157,15 +157,20 @@ func (g *Gateway) secure(c *gin.Context) {
 	c.Next()
 }
 
-// limitBody refuses a declared body over the limit and caps the rest.
+// limitBody refuses a declared body over the limit and caps the rest. The
+// limit is the route's own (Route.MaxBodyBytes) or the gateway's.
 func (g *Gateway) limitBody(c *gin.Context) {
-	if c.Request.ContentLength > g.maxBody {
+	limit := g.maxBody
+	if n, ok := g.routeBody[c.FullPath()]; ok {
+		limit = n
+	}
+	if c.Request.ContentLength > limit {
 		g.fail(c, http.StatusRequestEntityTooLarge, "request_too_large",
-			fmt.Sprintf("request body of %d bytes exceeds the limit of %d bytes", c.Request.ContentLength, g.maxBody))
+			fmt.Sprintf("request body of %d bytes exceeds the limit of %d bytes", c.Request.ContentLength, limit))
 		return
 	}
 	if c.Request.Body != nil && c.Request.Body != http.NoBody {
-		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, g.maxBody)
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	}
 	c.Next()
 }
@@ -184,6 +189,10 @@ func (g *Gateway) require(scope string) gin.HandlerFunc {
 		}
 		if err == nil {
 			c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), keyPrincipal, p))
+			if g.limit != nil && !g.limit(c.Writer, c.Request, p) {
+				c.Abort()
+				return
+			}
 			c.Next()
 			return
 		}

@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	neturl "net/url"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +20,9 @@ import (
 
 	"github.com/qrngd/qrngd/drivers"
 	"github.com/qrngd/qrngd/entropy"
+	"github.com/qrngd/qrngd/gateway/auth"
+	"github.com/qrngd/qrngd/gateway/ratelimit"
+	"github.com/qrngd/qrngd/store"
 )
 
 // maxConfigBytes bounds the configuration file.
@@ -36,6 +41,48 @@ type Config struct {
 	Health   entropy.HealthConfig // defaults for every source
 	Sources  []SourceConfig
 	HTTP     HTTPConfig
+	Auth     AuthConfig
+	MCP      MCPConfig
+}
+
+// AuthConfig is the `auth:` section.
+type AuthConfig struct {
+	// Disabled serves every route without authentication: dev only,
+	// production refuses it.
+	Disabled   bool
+	Issuer     string // "" = http://<bound listen address>
+	Alg        string // EdDSA or ES256
+	AccessTTL  time.Duration
+	RefreshTTL time.Duration
+	Leeway     time.Duration
+	Users      []UserConfig               // dev only: seeded at start
+	Limits     map[string]auth.RouteLimit // per route name (auth.Route*)
+
+	// plaintext lists the keys holding plaintext passwords
+	// ("auth.users[0].password"), which production refuses.
+	plaintext []string
+	// plaintextLine is the line of the first of them.
+	plaintextLine int
+}
+
+// UserConfig is one `auth.users` entry (dev only).
+type UserConfig struct {
+	Username string
+	Password string
+	Scopes   []string
+}
+
+// MCPConfig is the `mcp:` section.
+type MCPConfig struct {
+	AllowedOrigins     []string
+	Stateless          bool
+	JSONResponse       bool
+	SessionIdleTimeout time.Duration
+	MaxBodyBytes       int64
+	// DisableLoopbackHostCheck: a reverse proxy on this host forwards the
+	// public Host header to a loopback listener (go-sdk refuses that
+	// otherwise, as a DNS-rebinding guard).
+	DisableLoopbackHostCheck bool
 }
 
 // PoolConfig is the `pool:` section.
@@ -94,6 +141,16 @@ func defaultConfig(file string) *Config {
 			IdleTimeout:       2 * time.Minute,
 			ShutdownTimeout:   10 * time.Second,
 			MaxBodyBytes:      64 << 10,
+		},
+		Auth: AuthConfig{
+			Alg:        store.AlgEdDSA,
+			AccessTTL:  15 * time.Minute,
+			RefreshTTL: 24 * time.Hour,
+			Leeway:     30 * time.Second,
+		},
+		MCP: MCPConfig{
+			SessionIdleTimeout: 15 * time.Minute,
+			MaxBodyBytes:       1 << 20,
 		},
 	}
 }
@@ -445,6 +502,8 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 				},
 			}, nil)
 		},
+		"auth": func(v *yaml.Node, p string) { d.auth(v, p, &c.Auth) },
+		"mcp":  func(v *yaml.Node, p string) { d.mcp(v, p, &c.MCP) },
 	}, nil)
 	if d.err != nil {
 		return nil, d.err
@@ -457,6 +516,12 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	case c.Pool.MinHealthySources > len(c.Sources):
 		d.fail(nil, "pool.min_healthy_sources", "%d exceeds the %d configured sources: the pool could never be ready",
 			c.Pool.MinHealthySources, len(c.Sources))
+	}
+	if c.Mode == modeProduction && c.Auth.Disabled {
+		d.fail(nil, "auth.disabled", "production mode requires authentication; auth.disabled is for mode: dev only")
+	}
+	if c.Auth.RefreshTTL < c.Auth.AccessTTL {
+		d.fail(nil, "auth.refresh_ttl", "%v is shorter than auth.access_ttl %v", c.Auth.RefreshTTL, c.Auth.AccessTTL)
 	}
 	d.checkPermanent(c.Health, "health", nil)
 	for i := range c.Sources {
@@ -539,4 +604,178 @@ func (c *Config) paramError(sc SourceConfig, err error) error {
 		line = sc.line
 	}
 	return &ConfigError{File: c.file, Line: line, Path: fmt.Sprintf("sources[%d].%s", sc.index, pe.Key), Reason: pe.Reason}
+}
+
+func (d *decoder) boolean(n *yaml.Node, path string, out *bool) {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(out) != nil {
+		d.fail(n, path, "want true or false, got %s", describe(n))
+	}
+}
+
+// strList decodes a list of non-empty strings (at most max).
+func (d *decoder) strList(n *yaml.Node, path string, out *[]string, max int) {
+	n = deref(n)
+	if n.Kind != yaml.SequenceNode {
+		d.fail(n, path, "want a list of strings, got %s", describe(n))
+		return
+	}
+	if len(n.Content) > max {
+		d.fail(n, path, "%d entries; at most %d", len(n.Content), max)
+		return
+	}
+	for i, item := range n.Content {
+		var s string
+		d.str(deref(item), fmt.Sprintf("%s[%d]", path, i), &s)
+		if d.err != nil {
+			return
+		}
+		*out = append(*out, s)
+	}
+}
+
+// url decodes an absolute http(s) URL without query, fragment or trailing
+// slash (an issuer or an origin).
+func (d *decoder) url(n *yaml.Node, path string, out *string, originOnly bool) {
+	var s string
+	d.str(n, path, &s)
+	if d.err != nil {
+		return
+	}
+	u, err := neturl.Parse(s)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil:
+		d.fail(n, path, "%q is not an absolute http(s) URL", s)
+	case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(s, "/"):
+		d.fail(n, path, "%q must have no query, fragment or trailing slash", s)
+	case originOnly && u.Path != "":
+		d.fail(n, path, "%q is not an origin (scheme://host[:port], no path)", s)
+	}
+	*out = s
+}
+
+// authRoutes are the route names auth.limits accepts.
+var authRoutes = []string{auth.RouteLogin, auth.RouteRefresh, auth.RouteLogout, auth.RouteToken, auth.RouteRevoke,
+	auth.RouteIntrospect, auth.RouteKeys, auth.RouteDiscovery, auth.RouteAPI}
+
+func (d *decoder) auth(n *yaml.Node, path string, a *AuthConfig) {
+	d.mapping(n, path, map[string]func(*yaml.Node, string){
+		"disabled": func(v *yaml.Node, p string) { d.boolean(v, p, &a.Disabled) },
+		"issuer":   func(v *yaml.Node, p string) { d.url(v, p, &a.Issuer, false) },
+		"alg":      func(v *yaml.Node, p string) { d.enum(v, p, &a.Alg, store.AlgEdDSA, store.AlgES256) },
+		"access_ttl": func(v *yaml.Node, p string) {
+			d.duration(v, p, &a.AccessTTL, time.Minute, 24*time.Hour)
+		},
+		"refresh_ttl": func(v *yaml.Node, p string) {
+			d.duration(v, p, &a.RefreshTTL, time.Minute, 90*24*time.Hour)
+		},
+		"leeway": func(v *yaml.Node, p string) { d.duration(v, p, &a.Leeway, 0, time.Minute) },
+		"users":  func(v *yaml.Node, p string) { d.users(v, p, a) },
+		"limits": func(v *yaml.Node, p string) {
+			a.Limits = map[string]auth.RouteLimit{}
+			fields := map[string]func(*yaml.Node, string){}
+			for _, name := range authRoutes {
+				fields[name] = func(v *yaml.Node, p string) { a.Limits[name] = d.routeLimit(v, p) }
+			}
+			d.mapping(v, p, fields, nil)
+		},
+	}, nil)
+}
+
+// routeLimit decodes {off, ip_rate, ip_burst, principal_rate, principal_burst}.
+func (d *decoder) routeLimit(n *yaml.Node, path string) auth.RouteLimit {
+	var rl auth.RouteLimit
+	var ip, pr ratelimit.Options
+	var ipSet, prSet bool
+	rate := func(out *float64, set *bool) func(*yaml.Node, string) {
+		return func(v *yaml.Node, p string) { d.float(v, p, out, 0, 1e6); *set = true }
+	}
+	burst := func(out *int, set *bool) func(*yaml.Node, string) {
+		return func(v *yaml.Node, p string) { d.integer(v, p, out, 1, 1e6); *set = true }
+	}
+	d.mapping(n, path, map[string]func(*yaml.Node, string){
+		"off":             func(v *yaml.Node, p string) { d.boolean(v, p, &rl.Off) },
+		"ip_rate":         rate(&ip.Rate, &ipSet),
+		"ip_burst":        burst(&ip.Burst, &ipSet),
+		"principal_rate":  rate(&pr.Rate, &prSet),
+		"principal_burst": burst(&pr.Burst, &prSet),
+	}, nil)
+	if ipSet {
+		rl.IP = &ip
+	}
+	if prSet {
+		rl.Principal = &pr
+	}
+	return rl
+}
+
+func (d *decoder) users(n *yaml.Node, path string, a *AuthConfig) {
+	n = deref(n)
+	if n.Kind != yaml.SequenceNode {
+		d.fail(n, path, "want a list of users, got %s", describe(n))
+		return
+	}
+	for i, item := range n.Content {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		var u UserConfig
+		d.mapping(item, p, map[string]func(*yaml.Node, string){
+			"username": func(v *yaml.Node, kp string) {
+				d.str(v, kp, &u.Username)
+				if d.err == nil {
+					if err := store.ValidateUsername(u.Username); err != nil {
+						d.fail(v, kp, "%v", err)
+					}
+				}
+			},
+			"password": func(v *yaml.Node, kp string) {
+				d.str(v, kp, &u.Password)
+				if a.plaintextLine == 0 {
+					a.plaintextLine = v.Line
+				}
+				a.plaintext = append(a.plaintext, kp)
+			},
+			"scopes": func(v *yaml.Node, kp string) {
+				d.strList(v, kp, &u.Scopes, len(auth.AllScopes))
+				for _, s := range u.Scopes {
+					if d.err == nil && !slices.Contains(auth.AllScopes, s) {
+						d.fail(v, kp, "unknown scope %q (known: %s)", s, strings.Join(auth.AllScopes, ", "))
+					}
+				}
+			},
+		}, nil)
+		if d.err != nil {
+			return
+		}
+		if u.Username == "" || u.Password == "" {
+			d.fail(item, p, "username and password are required")
+			return
+		}
+		a.Users = append(a.Users, u)
+	}
+}
+
+func (d *decoder) mcp(n *yaml.Node, path string, m *MCPConfig) {
+	d.mapping(n, path, map[string]func(*yaml.Node, string){
+		"allowed_origins": func(v *yaml.Node, p string) {
+			var raw []string
+			d.strList(v, p, &raw, 64)
+			for i, o := range raw {
+				var s string
+				d.url(&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: o, Line: v.Line}, fmt.Sprintf("%s[%d]", p, i), &s, true)
+				m.AllowedOrigins = append(m.AllowedOrigins, s)
+			}
+		},
+		"stateless": func(v *yaml.Node, p string) { d.boolean(v, p, &m.Stateless) },
+		"disable_loopback_host_check": func(v *yaml.Node, p string) {
+			d.boolean(v, p, &m.DisableLoopbackHostCheck)
+		},
+		"json_response": func(v *yaml.Node, p string) { d.boolean(v, p, &m.JSONResponse) },
+		"session_idle_timeout": func(v *yaml.Node, p string) {
+			d.duration(v, p, &m.SessionIdleTimeout, time.Minute, 24*time.Hour)
+		},
+		"max_body_bytes": func(v *yaml.Node, p string) {
+			var n int
+			d.integer(v, p, &n, 1024, 16<<20)
+			m.MaxBodyBytes = int64(n)
+		},
+	}, nil)
 }

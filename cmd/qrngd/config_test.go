@@ -13,6 +13,7 @@ import (
 
 	"github.com/qrngd/qrngd/drivers"
 	"github.com/qrngd/qrngd/entropy"
+	"github.com/qrngd/qrngd/gateway/admin"
 )
 
 // writeConfig writes body to a temp file and returns its path.
@@ -117,7 +118,7 @@ func TestConfig_Invalid(t *testing.T) {
 		name, body string
 		want       string // after "FILE:"
 	}{
-		{"unknown top key", "listn: x\n" + validBase, `1: listn: unknown key (known: data_dir, health, http, listen, log_level, mode, pool, sources)`},
+		{"unknown top key", "listn: x\n" + validBase, `1: listn: unknown key (known: auth, data_dir, health, http, listen, log_level, mcp, mode, pool, sources)`},
 		{"unknown nested key", validBase + "pool:\n  polcy: os\n", `7: pool.polcy: unknown key`},
 		{"unknown health key", validBase + "    health:\n      alpha: 30\n", `7: sources[0].health.alpha: unknown key`},
 		{"wrong type int", validBase + "pool:\n  min_healthy_sources: two\n", `7: pool.min_healthy_sources: want an integer, got "two"`},
@@ -149,6 +150,22 @@ func TestConfig_Invalid(t *testing.T) {
 		{"min sources", validBase + "pool:\n  min_healthy_sources: 2\n", `7: pool.min_healthy_sources: 2 exceeds the 1 configured sources`},
 		{"syntax", "mode: dev\n  listen: [\n", `2: (syntax): mapping values are not allowed`},
 		{"empty file", "", ` sources: at least one source is required`},
+		{"auth unknown key", validBase + "auth:\n  isuer: http://x\n", `7: auth.isuer: unknown key (known: access_ttl, alg, disabled, issuer, leeway, limits, refresh_ttl, users)`},
+		{"auth disabled production", strings.Replace(validBase, "mode: dev", "mode: production", 1) + "auth:\n  disabled: true\n", `7: auth.disabled: production mode requires authentication`},
+		{"auth disabled type", validBase + "auth:\n  disabled: yes please\n", `7: auth.disabled: want true or false, got "yes please"`},
+		{"auth issuer scheme", validBase + "auth:\n  issuer: ftp://x\n", `7: auth.issuer: "ftp://x" is not an absolute http(s) URL`},
+		{"auth issuer slash", validBase + "auth:\n  issuer: https://q.example/\n", `7: auth.issuer: "https://q.example/" must have no query, fragment or trailing slash`},
+		{"auth alg", validBase + "auth:\n  alg: HS256\n", `7: auth.alg: "HS256" is not one of EdDSA, ES256`},
+		{"auth leeway", validBase + "auth:\n  leeway: 2m\n", `7: auth.leeway: 2m0s is out of range 0s..1m0s`},
+		{"auth ttl order", validBase + "auth:\n  access_ttl: 2h\n  refresh_ttl: 1h\n", `8: auth.refresh_ttl: 1h0m0s is shorter than auth.access_ttl 2h0m0s`},
+		{"auth limits route", validBase + "auth:\n  limits:\n    logn: {off: true}\n", `8: auth.limits.logn: unknown key (known: api, discovery, introspect, keys, login, logout, refresh, revoke, token)`},
+		{"auth limits rate", validBase + "auth:\n  limits:\n    api: {ip_rate: -1}\n", `8: auth.limits.api.ip_rate: -1 is out of range (0, 1e+06]`},
+		{"auth user scope", validBase + "auth:\n  users:\n    - {username: bob, password: pw12345678, scopes: [root]}\n", `8: auth.users[0].scopes: unknown scope "root"`},
+		{"auth user name", validBase + "auth:\n  users:\n    - {username: \"a\\u0007b\", password: pw12345678}\n", `8: auth.users[0].username: `},
+		{"auth user no password", validBase + "auth:\n  users:\n    - {username: bob}\n", `8: auth.users[0]: username and password are required`},
+		{"mcp origin path", validBase + "mcp:\n  allowed_origins: [\"https://a.example/x\"]\n", `7: mcp.allowed_origins[0]: "https://a.example/x" is not an origin`},
+		{"mcp stateless", validBase + "mcp:\n  stateless: 1\n", `7: mcp.stateless: want true or false, got "1"`},
+		{"mcp body", validBase + "mcp:\n  max_body_bytes: 10\n", `7: mcp.max_body_bytes: 10 is out of range 1024..16777216`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := writeConfig(t, tc.body)
@@ -230,12 +247,76 @@ func TestRun_Flags(t *testing.T) {
 	}
 }
 
-func TestRun_ProductionNeedsAuth(t *testing.T) {
-	p := writeConfig(t, strings.Replace(validBase, "mode: dev", "mode: production", 1))
+// TestConfig_AuthMCP: the auth and mcp sections, their defaults, and the
+// keys production refuses.
+func TestConfig_AuthMCP(t *testing.T) {
+	c, err := ParseConfig("a.yaml", []byte(validBase+`auth:
+  issuer: https://qrng.example.com
+  alg: ES256
+  access_ttl: 5m
+  refresh_ttl: 48h
+  leeway: 10s
+  limits:
+    api: {principal_rate: 5, principal_burst: 7}
+    revoke: {off: true}
+  users:
+    - username: alice
+      password: correct horse
+      scopes: [random:read, mcp:tools]
+mcp:
+  allowed_origins: ["http://localhost:6274", "https://app.example.com"]
+  stateless: true
+  disable_loopback_host_check: true
+  json_response: true
+  session_idle_timeout: 2m
+  max_body_bytes: 4096
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.Auth
+	if a.Disabled || a.Issuer != "https://qrng.example.com" || a.Alg != "ES256" || a.AccessTTL != 5*time.Minute ||
+		a.RefreshTTL != 48*time.Hour || a.Leeway != 10*time.Second || len(a.Users) != 1 ||
+		a.Users[0].Username != "alice" || a.Users[0].Password != "correct horse" || len(a.Users[0].Scopes) != 2 {
+		t.Errorf("auth: %+v", a)
+	}
+	if l := a.Limits["api"]; l.Off || l.IP != nil || l.Principal == nil || l.Principal.Rate != 5 || l.Principal.Burst != 7 || !a.Limits["revoke"].Off {
+		t.Errorf("limits: %+v", a.Limits)
+	}
+	if len(a.plaintext) != 1 || a.plaintext[0] != "auth.users[0].password" || a.plaintextLine != 17 {
+		t.Errorf("plaintext keys %v at line %d", a.plaintext, a.plaintextLine)
+	}
+	m := c.MCP
+	if len(m.AllowedOrigins) != 2 || !m.Stateless || !m.DisableLoopbackHostCheck || !m.JSONResponse || m.SessionIdleTimeout != 2*time.Minute || m.MaxBodyBytes != 4096 {
+		t.Errorf("mcp: %+v", m)
+	}
+	c, err = ParseConfig("min.yaml", []byte(validBase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Auth.Disabled || c.Auth.Issuer != "" || c.Auth.Alg != "EdDSA" || c.Auth.AccessTTL != 15*time.Minute ||
+		c.MCP.Stateless || c.MCP.DisableLoopbackHostCheck || c.MCP.MaxBodyBytes != 1<<20 || c.MCP.SessionIdleTimeout != 15*time.Minute {
+		t.Errorf("defaults: auth %+v mcp %+v", c.Auth, c.MCP)
+	}
+	// qrngctl's default socket is admin.sock in the default data directory.
+	if got := filepath.Join(c.DataDir, admin.SocketName); got != "/var/lib/qrngd/admin.sock" {
+		t.Errorf("admin socket by default at %s, qrngctl looks in /var/lib/qrngd/admin.sock", got)
+	}
+}
+
+// TestRun_ProductionRefusesPlaintext: production with a plaintext password
+// in the configuration stops with exit status 2, naming the key and its line.
+func TestRun_ProductionRefusesPlaintext(t *testing.T) {
+	p := writeConfig(t, strings.Replace(validBase, "mode: dev", "mode: production", 1)+
+		"    seed: 3\nauth:\n  users:\n    - username: bob\n      password: hunter2hunter2\n")
 	var stdout, stderr bytes.Buffer
 	err := run(context.Background(), []string{"-config", p, "-data-dir", t.TempDir()}, &stdout, &stderr)
-	if exitCode(err) != 1 || !strings.Contains(err.Error(), "requires authentication") {
-		t.Fatalf("production without auth: %v", err)
+	want := p + ":10: auth.users[0].password: gateway/auth: not allowed in production mode: plaintext passwords in the configuration"
+	if exitCode(err) != 2 || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("production with a plaintext password: exit %d: %v\nwant prefix %s", exitCode(err), err, want)
+	}
+	if strings.Contains(err.Error()+stderr.String(), "hunter2") {
+		t.Fatal("the password leaked into the error or the log")
 	}
 }
 

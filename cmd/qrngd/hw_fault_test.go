@@ -18,6 +18,8 @@ func TestHW_Faults_DaemonKeepsServing(t *testing.T) {
 	h, card := usePCIeHost(t)
 	cfg := writeConfig(t, `mode: dev
 listen: 127.0.0.1:0
+auth:
+  disabled: true
 pool:
   capacity_bytes: 65536
 sources:

@@ -10,7 +10,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -20,8 +23,14 @@ import (
 
 	"github.com/qrngd/qrngd/drivers"
 	"github.com/qrngd/qrngd/drivers/osrng"
+	_ "github.com/qrngd/qrngd/drivers/serialrng" // kind "serial"
 	"github.com/qrngd/qrngd/entropy"
 	"github.com/qrngd/qrngd/gateway"
+	"github.com/qrngd/qrngd/gateway/admin"
+	"github.com/qrngd/qrngd/gateway/auth"
+	"github.com/qrngd/qrngd/gateway/mcp"
+	"github.com/qrngd/qrngd/store"
+	"github.com/qrngd/qrngd/store/bolt"
 	"github.com/qrngd/qrngd/systemd"
 )
 
@@ -125,19 +134,21 @@ func dash(s string) string {
 	return s
 }
 
-// serve opens the sources, runs the engine and the HTTP server until ctx is
-// done, then drains HTTP, stops the engine and zeroizes it.
+// Background tasks' intervals (test seams).
+var (
+	pruneInterval = 10 * time.Minute // auth.Service.Run: expired revocations and families
+	sweepInterval = time.Minute      // mcp.Server.Sweep: idle rate-limit buckets
+)
+
+// serve opens the sources, runs the engine, opens the store, and serves HTTP
+// (with the token issuer and the MCP endpoint) and the admin socket until ctx
+// is done; then it drains HTTP, stops the background tasks, closes the store,
+// stops the engine and zeroizes it.
 func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	log = log.With("mode", cfg.Mode)
-	// Authentication: no Authorizer exists in this build yet (the token
-	// issuer is a separate component). Dev serves /v1 unauthenticated;
-	// production refuses to start rather than serve secrets to anyone.
-	var authz gateway.Authorizer
-	if authz == nil {
-		if cfg.Mode == modeProduction {
-			return errors.New("production mode requires authentication, and this build has no token issuer wired; use mode: dev for development")
-		}
-		log.Warn("authentication is disabled (dev mode): every /v1 route is open")
+	if cfg.Auth.Disabled {
+		// The config loader refuses this in production.
+		log.Warn("authentication is disabled (auth.disabled: true, dev only): every /v1 route is open and /mcp is not served")
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -200,30 +211,104 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		added++
 	}
 
+	// The engine starts now, before the store: salts, API-key secrets,
+	// client IDs, kids and signing-key seeds come from the pool. It outlives
+	// the signal context so that HTTP drains first.
+	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	engDone := make(chan error, 1)
+	go func() { engDone <- eng.Run(engCtx) }()
+	engineWaited := false
+	defer func() { // early returns: stop the engine before Close
+		if !engineWaited {
+			stopEngine()
+			<-engDone
+		}
+	}()
+
+	// The listener is bound before the issuer is built: without auth.issuer
+	// the issuer is this bound address.
+	ln, err := listener(cfg.Listen, log)
+	if err != nil {
+		return err
+	}
+	defer ln.Close() // early returns; a served listener is closed by Shutdown
+	issuer := cfg.Auth.Issuer
+	if issuer == "" {
+		issuer = "http://" + ln.Addr().String()
+	}
+
+	db, err := bolt.Open(cfg.DataDir, &bolt.Options{
+		Rand:   auth.NewEntropyReader(eng, entropy.ModeFull, 5*time.Second),
+		Logger: log.With("component", "store"),
+	})
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	dbClosed := false
+	defer func() {
+		if !dbClosed {
+			_ = db.Close()
+		}
+	}()
+	if cfg.Mode == modeProduction {
+		if err := auth.CheckProduction(ctx, db.Users(), cfg.Auth.plaintext); err != nil {
+			if !errors.Is(err, auth.ErrProduction) {
+				return err
+			}
+			ce := &ConfigError{File: cfg.file, Path: "mode", Reason: err.Error()}
+			if len(cfg.Auth.plaintext) > 0 {
+				ce.Line, ce.Path = cfg.Auth.plaintextLine, cfg.Auth.plaintext[0]
+			}
+			return ce
+		}
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "qrng", Subsystem: "osrng", Name: "bytes_total",
 			Help: "Bytes read from the OS RNG under policy os (degraded output).",
 		}, func() float64 { return float64(osr.Bytes()) }))
-	gw, err := gateway.New(&gateway.Options{
+
+	gwOpts := &gateway.Options{
 		Entropy:         eng,
 		Logger:          log.With("component", "gateway"),
 		Version:         buildVersion(),
 		Registry:        reg,
-		Authorizer:      authz,
 		MaxRequestBytes: cfg.HTTP.MaxBodyBytes,
 		FullWait:        cfg.Pool.FullWait,
 		RetryAfter:      time.Second,
-	})
+	}
+	var svc *auth.Service
+	var mcpSrv *mcp.Server
+	if !cfg.Auth.Disabled {
+		if svc, mcpSrv, err = buildAuth(cfg, issuer, eng, db, log); err != nil {
+			return err
+		}
+		gwOpts.Authorizer = svc
+		gwOpts.Limit = svc.LimitAPI
+		gwOpts.Features = []string{"auth", "mcp"}
+		gwOpts.Routes = append(svc.Routes(), mcpRoutes(mcpSrv, cfg.MCP.MaxBodyBytes)...)
+	}
+	gw, err := gateway.New(gwOpts)
 	if err != nil {
 		return err
 	}
 
-	ln, err := listener(cfg.Listen, log)
+	admOpts := &admin.Options{Store: db, Backup: db, Status: eng, Version: buildVersion(), Logger: log.With("component", "admin")}
+	if svc != nil {
+		admOpts.Tokens = svc
+	}
+	adm, err := admin.New(admOpts)
 	if err != nil {
 		return err
 	}
+	sockPath := filepath.Join(cfg.DataDir, admin.SocketName)
+	admLn, err := admin.Listen(sockPath)
+	if err != nil {
+		return fmt.Errorf("admin socket: %w", err)
+	}
+
 	srv := &http.Server{
 		Handler:           gw,
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
@@ -234,15 +319,23 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
-	// The engine outlives the signal context so that HTTP drains first.
-	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopEngine()
-	engDone := make(chan error, 1)
-	go func() { engDone <- eng.Run(engCtx) }()
+	// Background tasks stop after HTTP has drained and before the store closes.
+	bgCtx, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	var bg sync.WaitGroup
+	admDone := make(chan error, 1)
+	go func() { admDone <- adm.ServeListener(bgCtx, admLn) }()
+	if svc != nil {
+		bg.Go(func() { _ = svc.Run(bgCtx, pruneInterval) })
+		bg.Go(func() { sweep(bgCtx, mcpSrv) })
+		if cfg.Mode == modeDev {
+			bg.Go(func() { seedUsers(bgCtx, cfg, db.Users(), log) })
+		}
+	}
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- srv.Serve(ln) }()
 	log.Info("qrngd started", "version", buildVersion(), "listen", ln.Addr().String(), "data_dir", cfg.DataDir,
-		"policy", cfg.Pool.Policy, "sources", len(cfg.Sources))
+		"policy", cfg.Pool.Policy, "sources", len(cfg.Sources), "issuer", issuer, "auth", svc != nil, "admin_socket", sockPath)
 	onListen(ln.Addr())
 
 	notifyCtx, stopNotify := context.WithCancel(ctx)
@@ -264,6 +357,9 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	case err := <-srvDone:
 		runErr = fmt.Errorf("http server: %w", err)
 		srvDone <- err
+	case err := <-admDone:
+		runErr = fmt.Errorf("admin socket: %w", err)
+		admDone <- err
 	}
 	stopNotify()
 	notifiers.Wait()
@@ -278,7 +374,17 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err := <-srvDone; err != nil && !errors.Is(err, http.ErrServerClosed) && runErr == nil {
 		runErr = fmt.Errorf("http server: %w", err)
 	}
+	stopBG()
+	bg.Wait()
+	if err := <-admDone; err != nil && runErr == nil {
+		runErr = fmt.Errorf("admin socket: %w", err)
+	}
+	dbClosed = true
+	if err := db.Close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("store close: %w", err)
+	}
 	stopEngine()
+	engineWaited = true
 	if err := <-engDone; err != nil && !errors.Is(err, context.Canceled) && runErr == nil {
 		runErr = fmt.Errorf("entropy engine: %w", err)
 	}
@@ -292,6 +398,160 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	log.Info("qrngd stopped")
 	return nil
+}
+
+// buildAuth makes the token issuer and the MCP endpoint over the store.
+func buildAuth(cfg *Config, issuer string, eng *entropy.Engine, db *bolt.DB, log *slog.Logger) (*auth.Service, *mcp.Server, error) {
+	mcpURL := issuer + "/mcp"
+	svc, err := auth.New(&auth.Options{
+		Issuer:              issuer,
+		MCPResource:         mcpURL,
+		ResourceMetadataURL: issuer + "/.well-known/oauth-protected-resource/mcp",
+		Entropy:             eng,
+		Store:               db,
+		Logger:              log.With("component", "auth"),
+		Alg:                 cfg.Auth.Alg,
+		AccessTTL:           cfg.Auth.AccessTTL,
+		RefreshTTL:          cfg.Auth.RefreshTTL,
+		Leeway:              cfg.Auth.Leeway,
+		Limits:              cfg.Auth.Limits,
+	})
+	if err != nil {
+		if errors.Is(err, auth.ErrInvalidOptions) {
+			return nil, nil, &ConfigError{File: cfg.file, Path: "auth", Reason: err.Error()}
+		}
+		return nil, nil, err
+	}
+	srv, err := mcp.New(&mcp.Options{
+		Entropy:                  eng,
+		Verifier:                 svc.MCPVerifier(),
+		Audit:                    mcpAudit{db.Audit()},
+		Logger:                   log.With("component", "mcp"),
+		ResourceURL:              mcpURL,
+		IssuerURL:                issuer,
+		BridgeAudiences:          []string{svc.Resources()[0]},
+		AllowedOrigins:           cfg.MCP.AllowedOrigins,
+		Stateless:                cfg.MCP.Stateless,
+		JSONResponse:             cfg.MCP.JSONResponse,
+		SessionIdleTimeout:       cfg.MCP.SessionIdleTimeout,
+		MaxBodyBytes:             cfg.MCP.MaxBodyBytes,
+		ClockSkew:                cfg.Auth.Leeway,
+		DisableLoopbackHostCheck: cfg.MCP.DisableLoopbackHostCheck,
+		Version:                  buildVersion(),
+	})
+	if err != nil {
+		if errors.Is(err, mcp.ErrInvalidOptions) {
+			return nil, nil, &ConfigError{File: cfg.file, Path: "mcp", Reason: err.Error()}
+		}
+		return nil, nil, err
+	}
+	return svc, srv, nil
+}
+
+// mcpRoutes mounts the MCP endpoint as gateway/mcp's doc says. MCP does its
+// own auth (Scope ""), bounds its own bodies (maxBody, above the gateway's
+// limit, which would otherwise cut /mcp requests short), and the Streamable
+// HTTP GET stream is exempt from the server's read and write timeouts.
+func mcpRoutes(srv *mcp.Server, maxBody int64) []gateway.Route {
+	h := srv.Handler()
+	stream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			// An SSE stream lives as long as the session; the session's
+			// idle timeout and the client bound it, not the server's
+			// WriteTimeout, nor ReadTimeout (whose expiry would cancel the
+			// request context). A GET has no body to read.
+			rc := http.NewResponseController(w)
+			_ = rc.SetWriteDeadline(time.Time{})
+			_ = rc.SetReadDeadline(time.Time{})
+		}
+		h.ServeHTTP(w, r)
+	})
+	return []gateway.Route{
+		{Methods: []string{http.MethodGet, http.MethodPost, http.MethodDelete, http.MethodOptions}, Path: "/mcp", Handler: stream, MaxBodyBytes: maxBody},
+		{Methods: []string{http.MethodGet, http.MethodOptions}, Path: "/mcp/tools", Handler: h},
+		{Methods: []string{http.MethodPost, http.MethodOptions}, Path: "/mcp/execute", Handler: h, MaxBodyBytes: maxBody},
+		{Methods: []string{http.MethodGet}, Path: "/.well-known/oauth-protected-resource/mcp", Handler: h},
+		{Methods: []string{http.MethodGet}, Path: "/.well-known/oauth-protected-resource", Handler: h},
+	}
+}
+
+// sweep drops the MCP server's idle rate-limit buckets every sweepInterval.
+func sweep(ctx context.Context, srv *mcp.Server) {
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			srv.Sweep()
+		}
+	}
+}
+
+// seedUsers creates the dev-only demo user and the auth.users entries. Their
+// argon2id salts come from the pool, so it retries until the pool serves.
+func seedUsers(ctx context.Context, cfg *Config, users store.Users, log *slog.Logger) {
+	seed := func() error {
+		if err := auth.SeedDemo(ctx, users); err != nil {
+			return err
+		}
+		for _, u := range cfg.Auth.Users {
+			nu := store.User{Username: u.Username, Scopes: u.Scopes}
+			err := users.Create(ctx, nu, u.Password)
+			if errors.Is(err, store.ErrExists) {
+				if err = users.Update(ctx, nu); err == nil {
+					err = users.SetPassword(ctx, u.Username, u.Password)
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("seed user %q: %w", u.Username, err)
+			}
+		}
+		return nil
+	}
+	t := time.NewTicker(readyPoll)
+	defer t.Stop()
+	for n := 0; ; n++ {
+		err := seed()
+		if err == nil {
+			log.Info("dev users seeded", "users", 1+len(cfg.Auth.Users), "demo", auth.DemoUsername)
+			return
+		}
+		if n == 0 {
+			log.Warn("cannot seed dev users yet; retrying until the pool serves", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// mcpAudit records MCP tool calls in the store's hash-chained audit log.
+type mcpAudit struct{ a store.Audit }
+
+func (m mcpAudit) Append(ctx context.Context, r mcp.AuditRecord) error {
+	f := map[string]string{
+		"tool":           r.Tool,
+		"transport":      r.Transport,
+		"correlation_id": r.CorrelationID,
+		"args_sha256":    r.ArgsSHA256,
+		"result_bytes":   strconv.Itoa(r.ResultBytes),
+		"duration_ns":    strconv.FormatInt(int64(r.Duration), 10),
+		"outcome":        r.Outcome,
+		"mode":           string(r.Provenance.Mode),
+		"sources":        strings.Join(r.Provenance.Sources, ","),
+		"degraded":       strconv.FormatBool(r.Provenance.Degraded),
+	}
+	for k, v := range map[string]string{"client_id": r.ClientID, "session_id": r.SessionID, "error": r.Error} {
+		if v != "" {
+			f[k] = v
+		}
+	}
+	_, err := m.a.Append(ctx, store.AuditEvent{Type: "mcp.tool_call", Subject: r.Subject, Fields: f})
+	return err
 }
 
 // openedSource is a source ready to join the engine.

@@ -36,7 +36,9 @@ func (b *syncBuffer) String() string {
 
 // TestRun_EndToEnd starts the daemon in-process on 127.0.0.1:0 with one
 // simulated source, waits for readiness, fetches random bytes, cancels (as
-// SIGTERM does through signal.NotifyContext) and checks a clean exit.
+// SIGTERM does through signal.NotifyContext) and checks a clean exit. It runs
+// the dev-only auth.disabled path: /v1 open, no /mcp, no auth endpoints
+// (TestRun_Contract covers the authenticated daemon).
 func TestRun_EndToEnd(t *testing.T) {
 	if _, err := entropy.New(nil); err != nil {
 		t.Skipf("entropy engine not built yet (entropy.New: %v)", err)
@@ -52,6 +54,8 @@ sources:
     seed: 7
 http:
   shutdown_timeout: 5s
+auth:
+  disabled: true
 `)
 	var stdout, stderr syncBuffer
 	// A fake service manager: sd_notify datagrams land here.
@@ -163,6 +167,16 @@ http:
 	if resp.StatusCode != 200 || len(b) != 4096 || bytes.Count(b, []byte{0}) == 4096 || !strings.Contains(resp.Header.Get("X-QRNG-Sources"), "sim0") {
 		t.Fatalf("mode=full binary: %d, %d bytes, sources %q", resp.StatusCode, len(b), resp.Header.Get("X-QRNG-Sources"))
 	}
+	for _, path := range []string{"/mcp/tools", "/.well-known/jwks.json"} {
+		resp, err = client.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("auth.disabled: GET %s = %d, want 404", path, resp.StatusCode)
+		}
+	}
 	resp, err = client.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +200,8 @@ http:
 		t.Fatalf("run did not return 30 s after cancel\n%s", stderr.String())
 	}
 	logs := stderr.String()
-	for _, s := range []string{`"msg":"qrngd started"`, `"msg":"source opened"`, `"msg":"ready"`, `"msg":"shutting down"`, `"msg":"http request"`, `"msg":"qrngd stopped"`} {
+	for _, s := range []string{`"msg":"qrngd started"`, `"msg":"source opened"`, `"msg":"ready"`, `"msg":"shutting down"`, `"msg":"http request"`, `"msg":"qrngd stopped"`,
+		`"msg":"authentication is disabled (auth.disabled: true, dev only)`} {
 		if !strings.Contains(logs, s) {
 			t.Errorf("log lacks %s", s)
 		}

@@ -435,7 +435,6 @@ func (d *Driver) Open(ctx context.Context, spec drivers.Spec) (entropy.Source, e
 	return s, nil
 }
 
-
 // Source is an open Quantis PCI/PCIe card. Read, Reset, the module requests
 // and Close are serialised; Info never blocks on a read.
 type Source struct {

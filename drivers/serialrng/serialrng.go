@@ -292,7 +292,6 @@ func (d *Driver) Open(ctx context.Context, spec drivers.Spec) (entropy.Source, e
 	return s, nil
 }
 
-
 // Source is an open serial TRNG. Read and Reconnect are serialised; Close
 // may be called while a Read is blocked and makes it return ErrClosed.
 type Source struct {
