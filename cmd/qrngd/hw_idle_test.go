@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -55,6 +56,19 @@ http:
 		}
 		return h.Pool.CapacityBytes > 0 && h.Pool.LevelBytes == h.Pool.CapacityBytes
 	}
+	waitFor(b, 60*time.Second, full, func() string { return d.stderr.String() })
+	// Start-up is over only when the dev user is seeded (argon2id, seconds
+	// of CPU on this machine): a demo login that succeeds proves it.
+	seeded := func() bool {
+		resp, err := d.client.Post(d.base+"/auth/login", "application/json",
+			strings.NewReader(`{"username":"demo","password":"demo123"}`))
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	waitFor(b, 60*time.Second, seeded, func() string { return d.stderr.String() })
 	waitFor(b, 60*time.Second, full, func() string { return d.stderr.String() })
 	// Let the HTTP client's connection go idle too.
 	d.client.CloseIdleConnections()
