@@ -3,8 +3,9 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin
 # Debian packages the build and tests need: cgo over libusb for gousb,
-# umockdev to emulate the Quantis USB device, promtool to check metrics.
-DEB_PKGS := gcc pkg-config libusb-1.0-0-dev umockdev prometheus
+# umockdev to emulate the Quantis USB device, promtool to check metrics,
+# systemd-analyze to verify the units.
+DEB_PKGS := gcc pkg-config libusb-1.0-0-dev umockdev prometheus systemd
 GOTESTFLAGS ?= -count=1 -timeout 20m
 
 .PHONY: all deps build run test test-usb bench bench-usb soak fuzz vet clean durability
