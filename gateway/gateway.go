@@ -19,7 +19,7 @@
 // invalid_parameter (naming the parameter; unknown and repeated /v1 query
 // parameters included), 401/403 from the Authorizer, 404 not_found, 405
 // method_not_allowed (with Allow), 413 request_too_large, 500 internal, 503
-// not_ready / insufficient_entropy / unavailable (with Retry-After). Every
+// not_ready / insufficient_entropy / unavailable / busy (with Retry-After). Every
 // response carries Cache-Control: no-store and X-Correlation-ID.
 //
 // Gin stays inside this package: New returns a plain http.Handler, and other
@@ -38,6 +38,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/qrngd/qrngd/entropy"
 )
@@ -125,7 +126,13 @@ type Options struct {
 	FullWait        time.Duration // bound on one engine read in mode full; default 5 s
 	RetryAfter      time.Duration // Retry-After on 503; default 1 s (sent in whole seconds, at least 1)
 	Features        []string      // extra features listed by /health (e.g. "auth", "mcp")
-	Routes          []Route       // extra routes
+	// MaxInFlightBytes bounds the memory GET /v1/random answers hold at
+	// once (the random bytes plus their hex or base64 encoding, held until
+	// the client has read the answer); a request that cannot get its share
+	// within ReadTimeout/FullWait gets 503 busy with Retry-After. Default
+	// 64 MiB; at least 3 MiB (one 1 MiB hex answer).
+	MaxInFlightBytes int64
+	Routes           []Route // extra routes
 
 	// Limit, if set, is called after the Authorizer accepted a request on a
 	// route with a scope (the /v1 routes and extra routes with Scope), with
@@ -151,7 +158,12 @@ type Gateway struct {
 	features   []string
 	metrics    *metrics
 	bufs       sync.Pool // *[]byte of cap MaxRandomBytes
+	inflight   *semaphore.Weighted
 }
+
+// maxRandomWeight is the in-flight weight of the largest /v1/random answer:
+// 1 MiB of bytes plus 2 MiB of hex.
+const maxRandomWeight = 3 * MaxRandomBytes
 
 var errOptions = errors.New("gateway: invalid options")
 
@@ -182,11 +194,16 @@ func New(opts *Options) (*Gateway, error) {
 	if o.RetryAfter == 0 {
 		o.RetryAfter = time.Second
 	}
+	if o.MaxInFlightBytes == 0 {
+		o.MaxInFlightBytes = 64 << 20
+	}
 	switch {
 	case o.MaxRequestBytes < 0:
 		return nil, fmt.Errorf("%w: MaxRequestBytes %d is negative", errOptions, o.MaxRequestBytes)
 	case o.ReadTimeout < 0 || o.FullWait < 0 || o.RetryAfter < 0:
 		return nil, fmt.Errorf("%w: negative duration", errOptions)
+	case o.MaxInFlightBytes < maxRandomWeight:
+		return nil, fmt.Errorf("%w: MaxInFlightBytes %d is below %d, the size of one 1 MiB hex answer", errOptions, o.MaxInFlightBytes, maxRandomWeight)
 	}
 	retry := int64((o.RetryAfter + time.Second - 1) / time.Second)
 	g := &Gateway{
@@ -201,6 +218,7 @@ func New(opts *Options) (*Gateway, error) {
 		fullWait:   o.FullWait,
 		retryAfter: fmt.Sprint(max(retry, 1)),
 		features:   append([]string{"random", "sources", "metrics"}, o.Features...),
+		inflight:   semaphore.NewWeighted(o.MaxInFlightBytes),
 	}
 	g.bufs.New = func() any { b := make([]byte, MaxRandomBytes); return &b }
 	m, err := newMetrics(o.Registry, o.Entropy)

@@ -540,6 +540,32 @@ func TestMiddleware_CorrelationID(t *testing.T) {
 	}
 }
 
+// TestMiddleware_CorrelationID_ReachesHandlers: a mounted handler (MCP,
+// auth) that reads X-Correlation-ID from the request sees the ID the gateway
+// answers with and logs, also when the client sent none or an invalid one.
+func TestMiddleware_CorrelationID_ReachesHandlers(t *testing.T) {
+	var seen string
+	h := newHarness(t, &gateway.Options{Routes: []gateway.Route{{
+		Methods: []string{"GET"}, Path: "/echo",
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen = r.Header.Get("X-Correlation-ID")
+			if got := r.Header.Values("X-Correlation-ID"); len(got) != 1 {
+				t.Errorf("handler sees %d X-Correlation-ID values: %q", len(got), got)
+			}
+		}),
+	}}})
+	for _, in := range []string{"", "has space", strings.Repeat("a", 65), "ok-id.1"} {
+		hdr := map[string]string{}
+		if in != "" {
+			hdr["X-Correlation-ID"] = in
+		}
+		r := h.do("GET", "/echo", hdr, nil)
+		if out := r.header.Get("X-Correlation-ID"); out == "" || seen != out {
+			t.Errorf("in %q: handler saw %q, response carries %q", in, seen, out)
+		}
+	}
+}
+
 func TestMiddleware_AccessLog(t *testing.T) {
 	h := newHarness(t, nil)
 	h.do("GET", "/v1/random?bytes=16&format=base64", map[string]string{"X-Correlation-ID": "req-1"}, nil)
@@ -832,5 +858,52 @@ func TestMiddleware_RouteBodyLimit(t *testing.T) {
 	if _, err := gateway.New(&gateway.Options{Entropy: &fakeEntropy{}, Routes: []gateway.Route{
 		{Methods: []string{"POST"}, Path: "/x", Handler: echo, MaxBodyBytes: -1}}}); err == nil {
 		t.Fatal("negative MaxBodyBytes accepted")
+	}
+}
+
+// TestRandom_InFlightBytesBounded: answers in flight are bounded in bytes
+// (a slow reader holds its buffers until WriteTimeout); a request over the
+// bound waits at most ReadTimeout, then gets 503 busy with Retry-After.
+func TestRandom_InFlightBytesBounded(t *testing.T) {
+	h := newHarness(t, &gateway.Options{MaxInFlightBytes: 4 << 20, ReadTimeout: 200 * time.Millisecond})
+	var mu sync.Mutex
+	active, peak, calls := 0, 0, 0
+	entered, release := make(chan struct{}), make(chan struct{})
+	h.ent.setRead(func(_ context.Context, p []byte, mode entropy.Mode) (entropy.Provenance, error) {
+		mu.Lock()
+		active++
+		calls++
+		peak = max(peak, active)
+		first := calls == 1
+		mu.Unlock()
+		if first {
+			close(entered)
+			<-release
+		}
+		mu.Lock()
+		active--
+		mu.Unlock()
+		return entropy.Provenance{Mode: mode}, nil
+	})
+	done := make(chan response, 1)
+	go func() { done <- h.get("/v1/random?bytes=1048576&format=hex") }() // 3 MiB in flight
+	<-entered
+	r := h.get("/v1/random?bytes=1048576&format=base64") // 1 MiB + 1.33 MiB: over 4 MiB
+	close(release)
+	if code, _ := errorOf(t, r); r.status != http.StatusServiceUnavailable || code != "busy" || r.header.Get("Retry-After") == "" {
+		t.Errorf("second 1 MiB answer while 3 MiB in flight: %d %q", r.status, code)
+	}
+	if r := <-done; r.status != 200 {
+		t.Errorf("first answer: %d", r.status)
+	}
+	if peak != 1 {
+		t.Errorf("%d engine reads at once; the in-flight bound admits one", peak)
+	}
+	// Once the first answer is written, its share is free again.
+	if r := h.get("/v1/random?bytes=1048576&format=base64"); r.status != 200 {
+		t.Errorf("after release: %d", r.status)
+	}
+	if _, err := gateway.New(&gateway.Options{Entropy: h.ent, MaxInFlightBytes: 1 << 20}); err == nil {
+		t.Error("MaxInFlightBytes below one hex answer accepted")
 	}
 }

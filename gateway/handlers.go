@@ -211,18 +211,47 @@ func (g *Gateway) random(c *gin.Context) {
 		g.fail(c, http.StatusBadRequest, "invalid_parameter", perr.Error())
 		return
 	}
-	bp := g.bufs.Get().(*[]byte)
-	buf := (*bp)[:rq.n]
-	defer func() {
-		clear(buf) // random bytes are secrets: zeroize before reuse
-		g.bufs.Put(bp)
-	}()
-
 	to := g.readTO
 	if rq.mode == entropy.ModeFull {
 		to = g.fullWait
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), to)
+	defer cancel()
+	// Bound the memory held by answers in flight: a slow reader keeps its
+	// buffers until WriteTimeout, and the per-principal rate alone would
+	// let one caller pin gigabytes.
+	// Answers above pooledRandom borrow a pooled MaxRandomBytes buffer,
+	// which counts in full; smaller ones get a buffer of their own size.
+	held := rq.n
+	if rq.n > pooledRandom {
+		held = MaxRandomBytes
+	}
+	weight := int64(held) + int64(encodedLen(rq.format, rq.n))
+	if err := g.inflight.Acquire(ctx, weight); err != nil {
+		c.Header("Retry-After", g.retryAfter)
+		if c.Request.Context().Err() != nil {
+			g.fail(c, http.StatusServiceUnavailable, "unavailable", "the request was cancelled")
+			return
+		}
+		g.log.WarnContext(ctx, "random request refused: too many bytes in flight", "bytes", rq.n, "format", rq.format,
+			"correlation_id", CorrelationID(ctx))
+		g.fail(c, http.StatusServiceUnavailable, "busy", "too many random answers are in flight; retry later")
+		return
+	}
+	defer g.inflight.Release(weight)
+	var buf []byte
+	if rq.n > pooledRandom {
+		bp := g.bufs.Get().(*[]byte)
+		buf = (*bp)[:rq.n]
+		defer func() {
+			clear(buf) // random bytes are secrets: zeroize before reuse
+			g.bufs.Put(bp)
+		}()
+	} else {
+		buf = make([]byte, rq.n)
+		defer clear(buf)
+	}
+
 	prov, err := g.ent.Read(ctx, buf, rq.mode)
 	cancel()
 	if err != nil {
@@ -262,12 +291,7 @@ func (g *Gateway) random(c *gin.Context) {
 		g.fail(c, http.StatusInternalServerError, "internal", "internal error")
 		return
 	}
-	var encLen int
-	if rq.format == FormatHex {
-		encLen = hex.EncodedLen(rq.n)
-	} else {
-		encLen = base64.StdEncoding.EncodedLen(rq.n)
-	}
+	encLen := encodedLen(rq.format, rq.n)
 	out := make([]byte, 0, len(head)+len(`,"data":""}`)+encLen)
 	out = append(out, head[:len(head)-1]...) // drop '}'
 	out = append(out, `,"data":"`...)
@@ -284,6 +308,20 @@ func (g *Gateway) random(c *gin.Context) {
 	h.Set("Content-Length", strconv.Itoa(len(out)))
 	c.Status(http.StatusOK)
 	_, _ = c.Writer.Write(out)
+}
+
+// pooledRandom: answers larger than this use the buffer pool.
+const pooledRandom = 64 << 10
+
+// encodedLen is the size of n bytes in format (0 for binary).
+func encodedLen(format string, n int) int {
+	switch format {
+	case FormatHex:
+		return hex.EncodedLen(n)
+	case FormatBase64:
+		return base64.StdEncoding.EncodedLen(n)
+	}
+	return 0
 }
 
 // readFailed maps an engine error to a JSON answer.

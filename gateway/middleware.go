@@ -46,13 +46,16 @@ func newCorrelationID() string {
 }
 
 // correlate takes a valid X-Correlation-ID from the request or makes one,
-// echoes it and stores it in the request context.
+// echoes it, and stores it in the request context and the request header.
 func (g *Gateway) correlate(c *gin.Context) {
 	id := c.GetHeader(HeaderCorrelationID)
 	if !validCorrelationID(id) {
 		id = newCorrelationID()
 	}
 	c.Header(HeaderCorrelationID, id)
+	// Mounted handlers (MCP audit records, auth) read the request header:
+	// they must see the ID the response and the access log carry.
+	c.Request.Header.Set(HeaderCorrelationID, id)
 	c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), keyCorrelation, id))
 	c.Next()
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -45,4 +46,20 @@ func TestUdevRules_NameEveryDevice(t *testing.T) {
 			t.Errorf("99-qrngd.rules lacks %s", want)
 		}
 	}
+}
+
+// TestService_ConfigErrorNotRestarted: qrngd exits 2 on an invalid
+// configuration (cmd/qrngd exitCode); systemd must not restart-loop on it.
+func TestService_ConfigErrorNotRestarted(t *testing.T) {
+	b, err := os.ReadFile("qrngd.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if ok && k == "RestartPreventExitStatus" && slices.Contains(strings.Fields(v), "2") {
+			return
+		}
+	}
+	t.Fatal("qrngd.service lacks RestartPreventExitStatus=2: an invalid configuration restart-loops")
 }

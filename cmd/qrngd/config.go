@@ -727,7 +727,13 @@ func (d *decoder) users(n *yaml.Node, path string, a *AuthConfig) {
 				}
 			},
 			"password": func(v *yaml.Node, kp string) {
-				d.str(v, kp, &u.Password)
+				// Never echo the value: it is a password, and this error
+				// goes to stderr and the journal.
+				if v.Kind != yaml.ScalarNode || v.Tag != "!!str" || v.Value == "" {
+					d.fail(v, kp, "want a non-empty string (quote numbers and booleans); the value is not shown")
+					return
+				}
+				u.Password = v.Value
 				if a.plaintextLine == 0 {
 					a.plaintextLine = v.Line
 				}

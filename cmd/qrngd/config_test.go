@@ -362,3 +362,19 @@ func TestOpenSources_Unavailable(t *testing.T) {
 		}
 	}
 }
+
+// TestConfig_PasswordNeverEchoed: a password of the wrong YAML type is an
+// error naming the key, but the message (stderr, the journal) never holds
+// the value.
+func TestConfig_PasswordNeverEchoed(t *testing.T) {
+	for _, pw := range []string{"91827364554", "true", "[s3cr3tpart]", "{a: s3cr3tpart}"} {
+		_, err := ParseConfig("f.yaml", []byte(validBase+"auth:\n  users:\n    - username: bob\n      password: "+pw+"\n"))
+		if err == nil || !strings.Contains(err.Error(), "auth.users[0].password") {
+			t.Errorf("password %s: %v, want an error naming auth.users[0].password", pw, err)
+			continue
+		}
+		if strings.Contains(err.Error(), strings.Trim(pw, "[]{}a: ")) {
+			t.Errorf("password %s echoed: %v", pw, err)
+		}
+	}
+}

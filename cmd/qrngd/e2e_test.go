@@ -510,3 +510,59 @@ func TestRun_PrincipalRateLimit(t *testing.T) {
 		t.Fatalf("another principal: %d %s", r.status, r.body)
 	}
 }
+
+// TestRun_ShutdownEndsMCPStreams: an open MCP SSE GET stream (the MCP
+// Inspector keeps one per session) must not hold graceful shutdown until
+// http.shutdown_timeout: the stream ends when the server shuts down, and the
+// drain completes.
+func TestRun_ShutdownEndsMCPStreams(t *testing.T) {
+	d := startLive(t, strings.Replace(e2eConfig, "shutdown_timeout: 5s", "shutdown_timeout: 3s", 1))
+	ac := adminClient(filepath.Join(d.dataDir, admin.SocketName))
+	id, secret := createKey(t, ac, "agents", "mcp:tools")
+	token := clientToken(t, d.client, d.base, id, secret, url.Values{"resource": {d.base + "/mcp"}, "scope": {"mcp:tools"}})
+	post := func(body, sid string) *http.Response {
+		req, _ := http.NewRequest("POST", d.base+"/mcp", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		if sid != "" {
+			req.Header.Set("Mcp-Session-Id", sid)
+			req.Header.Set("MCP-Protocol-Version", "2025-11-25")
+		}
+		res, err := d.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res
+	}
+	res := post(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}`, "")
+	sid := res.Header.Get("Mcp-Session-Id")
+	if res.StatusCode != 200 || sid == "" {
+		t.Fatalf("initialize: %d session %q", res.StatusCode, sid)
+	}
+	if res := post(`{"jsonrpc":"2.0","method":"notifications/initialized"}`, sid); res.StatusCode != 202 {
+		t.Fatalf("initialized: %d", res.StatusCode)
+	}
+	req, _ := http.NewRequest("GET", d.base+"/mcp", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	req.Header.Set("MCP-Protocol-Version", "2025-11-25")
+	stream, err := (&http.Client{}).Do(req) // no client timeout: the stream is long-lived
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	if stream.StatusCode != 200 {
+		t.Fatalf("GET stream: %d", stream.StatusCode)
+	}
+	ended := make(chan struct{})
+	go func() { io.Copy(io.Discard, stream.Body); close(ended) }()
+	d.shutdown(t)
+	<-ended
+	if strings.Contains(d.stderr.String(), "HTTP drain incomplete") {
+		t.Fatalf("shutdown waited for the MCP stream until shutdown_timeout:\n%s", d.stderr)
+	}
+}

@@ -279,6 +279,11 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		FullWait:        cfg.Pool.FullWait,
 		RetryAfter:      time.Second,
 	}
+	// streamsCtx ends the MCP SSE GET streams when the HTTP server shuts
+	// down: they last as long as their session, and Shutdown would wait
+	// for them until shutdown_timeout (cutting in-flight requests with them).
+	streamsCtx, endStreams := context.WithCancel(context.Background())
+	defer endStreams()
 	var svc *auth.Service
 	var mcpSrv *mcp.Server
 	if !cfg.Auth.Disabled {
@@ -288,7 +293,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		gwOpts.Authorizer = svc
 		gwOpts.Limit = svc.LimitAPI
 		gwOpts.Features = []string{"auth", "mcp"}
-		gwOpts.Routes = append(svc.Routes(), mcpRoutes(mcpSrv, cfg.MCP.MaxBodyBytes)...)
+		gwOpts.Routes = append(svc.Routes(), mcpRoutes(mcpSrv, cfg.MCP.MaxBodyBytes, streamsCtx)...)
 	}
 	gw, err := gateway.New(gwOpts)
 	if err != nil {
@@ -318,6 +323,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(endStreams)
 
 	// Background tasks stop after HTTP has drained and before the store closes.
 	bgCtx, stopBG := context.WithCancel(context.WithoutCancel(ctx))
@@ -451,8 +457,9 @@ func buildAuth(cfg *Config, issuer string, eng *entropy.Engine, db *bolt.DB, log
 // mcpRoutes mounts the MCP endpoint as gateway/mcp's doc says. MCP does its
 // own auth (Scope ""), bounds its own bodies (maxBody, above the gateway's
 // limit, which would otherwise cut /mcp requests short), and the Streamable
-// HTTP GET stream is exempt from the server's read and write timeouts.
-func mcpRoutes(srv *mcp.Server, maxBody int64) []gateway.Route {
+// HTTP GET stream is exempt from the server's read and write timeouts; it
+// ends when streams is done (the server shutting down).
+func mcpRoutes(srv *mcp.Server, maxBody int64, streams context.Context) []gateway.Route {
 	h := srv.Handler()
 	stream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet {
@@ -463,6 +470,10 @@ func mcpRoutes(srv *mcp.Server, maxBody int64) []gateway.Route {
 			rc := http.NewResponseController(w)
 			_ = rc.SetWriteDeadline(time.Time{})
 			_ = rc.SetReadDeadline(time.Time{})
+			ctx, cancel := context.WithCancel(r.Context())
+			defer cancel()
+			defer context.AfterFunc(streams, cancel)()
+			r = r.WithContext(ctx)
 		}
 		h.ServeHTTP(w, r)
 	})
@@ -648,18 +659,34 @@ func notifyReady(ctx context.Context, sd *systemd.Daemon, eng *entropy.Engine, l
 	}
 }
 
-// progressed reports whether the engine read samples since the last call or
-// can serve; systemd's watchdog ping is withheld otherwise.
-func progressed(eng *entropy.Engine) func() bool {
+// statuser is what the watchdog predicate needs of the engine.
+type statuser interface{ Status() entropy.Status }
+
+// progressed is the watchdog's health predicate: it reports false — and the
+// ping is withheld, so systemd restarts qrngd — only when the entropy loop
+// looks stalled: some source is in start-up testing (so it must be reading),
+// no source read a sample since the last call, and the pool cannot serve
+// from its sources (not ready, or ready only on the OS RNG under policy os).
+//
+// An unhealthy pool alone is no stall: sources that are disabled,
+// quarantined or disconnected are waiting by design, and a restart would
+// wipe the "disabled until an operator resets it" verdict (health state is
+// in memory) and put a failing source back into service unattended. Under
+// policy os the degraded pool is always "ready", which must not hide a
+// stall either. A loop that hangs while the pool is ready and full is not
+// visible in Status; that needs a heartbeat from the engine.
+func progressed(eng statuser) func() bool {
 	var last uint64
 	return func() bool {
 		st := eng.Status()
 		var n uint64
+		starting := false
 		for _, s := range st.Sources {
 			n += s.Samples
+			starting = starting || s.State == entropy.StateStartup
 		}
 		moved := n != last
 		last = n
-		return moved || st.Pool.Ready
+		return moved || (st.Pool.Ready && !st.Pool.Degraded) || !starting
 	}
 }

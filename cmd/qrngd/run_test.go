@@ -210,3 +210,47 @@ auth:
 		t.Error("server still answers after shutdown")
 	}
 }
+
+type statusSeq struct{ st entropy.Status }
+
+func (s *statusSeq) Status() entropy.Status { return s.st }
+
+func src(state entropy.State, samples uint64) entropy.SourceStatus {
+	return entropy.SourceStatus{State: state, Samples: samples}
+}
+
+// TestProgressed_Watchdog: the watchdog ping is withheld only for a stalled
+// loop, never for a pool that is merely unhealthy by design.
+func TestProgressed_Watchdog(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		first entropy.Status // primes the sample counter
+		then  entropy.Status
+		want  bool
+	}{
+		{"samples moving", entropy.Status{Sources: []entropy.SourceStatus{src(entropy.StateStartup, 10)}},
+			entropy.Status{Sources: []entropy.SourceStatus{src(entropy.StateStartup, 20)}}, true},
+		{"ready from sources, idle full pool", entropy.Status{Pool: entropy.PoolStatus{Ready: true}, Sources: []entropy.SourceStatus{src(entropy.StateHealthy, 10)}},
+			entropy.Status{Pool: entropy.PoolStatus{Ready: true}, Sources: []entropy.SourceStatus{src(entropy.StateHealthy, 10)}}, true},
+		// fail-closed, every source disabled: a restart would reset them.
+		{"all disabled", entropy.Status{Sources: []entropy.SourceStatus{src(entropy.StateDisabled, 10), src(entropy.StateQuarantined, 5)}},
+			entropy.Status{Sources: []entropy.SourceStatus{src(entropy.StateDisabled, 10), src(entropy.StateQuarantined, 5)}}, true},
+		{"disconnected, polling", entropy.Status{Sources: []entropy.SourceStatus{src(entropy.StateDisconnected, 10)}},
+			entropy.Status{Sources: []entropy.SourceStatus{src(entropy.StateDisconnected, 10)}}, true},
+		{"start-up stalled, fail-closed", entropy.Status{Sources: []entropy.SourceStatus{src(entropy.StateStartup, 10)}},
+			entropy.Status{Sources: []entropy.SourceStatus{src(entropy.StateStartup, 10)}}, false},
+		// policy os: always "ready", degraded on the OS RNG; a stall must still show.
+		{"start-up stalled, policy os degraded", entropy.Status{Pool: entropy.PoolStatus{Ready: true, Degraded: true}, Sources: []entropy.SourceStatus{src(entropy.StateStartup, 10)}},
+			entropy.Status{Pool: entropy.PoolStatus{Ready: true, Degraded: true}, Sources: []entropy.SourceStatus{src(entropy.StateStartup, 10)}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &statusSeq{st: tc.first}
+			p := progressed(s)
+			p()
+			s.st = tc.then
+			if got := p(); got != tc.want {
+				t.Errorf("progressed = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package mcp
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -139,5 +140,31 @@ func TestREST_Execute_RateLimitAndPool(t *testing.T) {
 	recs := g.audit.records()
 	if len(recs) != 1 || recs[0].Transport != "rest" || recs[0].Outcome != outcomeUnavailable || recs[0].Subject != "alice" {
 		t.Fatalf("audit %+v", recs)
+	}
+}
+
+// ctxAudit refuses records whose context is done, as the bbolt store does.
+type ctxAudit struct{ auditRecorder }
+
+func (a *ctxAudit) Append(ctx context.Context, rec AuditRecord) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return a.auditRecorder.Append(ctx, rec)
+}
+
+// TestExecute_AuditSurvivesCancellation: a call the client cancelled (here
+// before the tool ran) is still audited; the store's context check must not
+// drop the record.
+func TestExecute_AuditSurvivesCancellation(t *testing.T) {
+	a := &ctxAudit{}
+	f := newFixture(t, func(o *Options) { o.Audit = a })
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res := f.srv.execute(ctx, principal{subject: "alice", scopes: []string{ScopeTools}, transport: "rest", correlationID: "c1"},
+		"random_bytes", []byte(`{"bytes":8}`))
+	recs := a.records()
+	if len(recs) != 1 || recs[0].Subject != "alice" || recs[0].Tool != "random_bytes" || recs[0].CorrelationID != "c1" {
+		t.Fatalf("audit records %+v after a cancelled call (result %s: %s)", recs, res.kind, res.msg)
 	}
 }

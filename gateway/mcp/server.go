@@ -236,11 +236,8 @@ func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 	var unknownID json.RawMessage
 	unknown := false
 	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '[' { // batches: the SDK refuses them (400) for >= 2025-06-18
-		var msg struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
-		}
-		if err := json.Unmarshal(body, &msg); err != nil {
+		msg, err := peekMessage(body)
+		if err != nil {
 			writeRPCError(w, http.StatusBadRequest, nil, codeParseError, "parse error: "+err.Error())
 			return
 		}
@@ -285,6 +282,31 @@ func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 	}
 	nw.WriteHeader(cw.status)
 	nw.Write(cw.body.Bytes())
+}
+
+// rpcHead is the part of a JSON-RPC message serveMCP judges before the SDK.
+type rpcHead struct {
+	ID     json.RawMessage
+	Method string
+}
+
+// peekMessage reads "id" and "method" with exact, case-sensitive key
+// matching, as the SDK's decoder does. encoding/json's struct decoding
+// matches keys case-insensitively, so {"method":"tools/list",
+// "Method":"initialize"} would read as initialize here while the SDK runs
+// tools/list — slipping past the session-id and session-rate checks.
+func peekMessage(body []byte) (rpcHead, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return rpcHead{}, err
+	}
+	h := rpcHead{ID: fields["id"]}
+	if m, ok := fields["method"]; ok {
+		if err := json.Unmarshal(m, &h.Method); err != nil {
+			return rpcHead{}, fmt.Errorf("method: %w", err)
+		}
+	}
+	return h, nil
 }
 
 // writeAuthError sets WWW-Authenticate (for 400/401/403) and writes the body.

@@ -451,7 +451,9 @@ func (s *Server) execute(ctx context.Context, p principal, name string, raw []by
 	if rec.Provenance.Sources == nil {
 		rec.Provenance.Sources = []string{}
 	}
-	if err := s.cfg.Audit.Append(ctx, rec); err != nil {
+	// The record outlives the request: a call the client cancelled (or
+	// abandoned by disconnecting) still happened and must be audited.
+	if err := s.cfg.Audit.Append(context.WithoutCancel(ctx), rec); err != nil {
 		s.cfg.Logger.Error("audit append failed; withholding tool result", "tool", name, "subject", p.subject,
 			"correlation_id", p.correlationID, "err", err)
 		clear(res.JSON)

@@ -406,3 +406,27 @@ func TestMCP_CORS(t *testing.T) {
 		t.Errorf("CORS header without Origin: %v", resp.Header)
 	}
 }
+
+// TestMCP_SessionRequired_CaseVariantKey: the session-id check reads "method"
+// as the SDK does (case-sensitively). A second key "Method" that
+// encoding/json would fold onto the same field must not make a tools/list
+// without a session look like initialize and reach the SDK.
+func TestMCP_SessionRequired_CaseVariantKey(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.JSONResponse = true })
+	for _, body := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/list","Method":"initialize"}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/list","METHOD":"initialize"}`,
+		`{"jsonrpc":"2.0","id":1,"Method":"initialize","method":"tools/list"}`,
+	} {
+		resp := f.do(t, "POST", "/mcp", "alice", body, hdrs("MCP-Protocol-Version", "2025-11-25"))
+		b := readBody(t, resp)
+		if r := decodeRPC(t, b); resp.StatusCode != 400 || r.Error == nil || !strings.Contains(r.Error.Message, "Mcp-Session-Id") {
+			t.Errorf("%s: %d %s, want 400 missing Mcp-Session-Id", body, resp.StatusCode, b)
+		}
+	}
+	// A non-string method is a parse error, not a pass to the SDK.
+	resp := f.do(t, "POST", "/mcp", "alice", `{"jsonrpc":"2.0","id":1,"method":7}`, nil)
+	if b := readBody(t, resp); resp.StatusCode != 400 || decodeRPC(t, b).Error == nil {
+		t.Errorf("numeric method: %d %s", resp.StatusCode, b)
+	}
+}
