@@ -63,7 +63,8 @@ type Users interface {
 	// Update replaces Tenant, Scopes and Disabled of an existing user (the
 	// password and Created are kept). ErrNotFound if absent.
 	Update(ctx context.Context, u User) error
-	// SetPassword replaces the password. ErrNotFound if absent.
+	// SetPassword replaces the password and sets PasswordChanged.
+	// ErrNotFound if absent.
 	SetPassword(ctx context.Context, username, password string) error
 	// Delete removes the user. ErrNotFound if absent.
 	Delete(ctx context.Context, username string) error
@@ -83,6 +84,10 @@ type User struct {
 	Disabled bool      `json:"disabled"`
 	Created  time.Time `json:"created"`
 	Updated  time.Time `json:"updated"`
+	// PasswordChanged is when SetPassword last replaced the password (zero:
+	// never since Create). Sessions begun before it are ended by the token
+	// service. Create and Update ignore it; re-hashing on login keeps it.
+	PasswordChanged time.Time `json:"password_changed,omitzero"`
 }
 
 // Tenants holds the tenants that API keys and users belong to.
@@ -177,6 +182,12 @@ type RefreshFamilies interface {
 	// Revoke revokes the whole family. ErrNotFound if absent; revoking
 	// twice keeps the first reason and time.
 	Revoke(ctx context.Context, familyID, reason string) error
+	// RevokeSubject revokes every family of subject (as Revoke does, in
+	// one transaction) and returns all of that subject's stored families,
+	// already revoked or expired ones included, so the caller can also
+	// revoke the access tokens issued from them. Nothing found is not an
+	// error.
+	RevokeSubject(ctx context.Context, subject, reason string) ([]RefreshFamily, error)
 	// Prune removes families (and their token IDs) whose ExpiresAt is at
 	// or before now and returns how many families it removed.
 	Prune(ctx context.Context, now time.Time) (int, error)

@@ -10,8 +10,8 @@
 //	GET    /v1/sources                 {"sources":[...]}
 //	GET    /v1/users                   {"users":[...]}
 //	POST   /v1/users                   {"username","password","tenant","scopes"}
-//	PUT    /v1/users/{name}/password   {"password"}
-//	DELETE /v1/users/{name}
+//	PUT    /v1/users/{name}/password   {"password"}; ends the user's sessions
+//	DELETE /v1/users/{name}            ends the user's sessions
 //	GET    /v1/tenants                 {"tenants":[...]}
 //	POST   /v1/tenants                 {"id","name"}
 //	GET    /v1/keys[?tenant=ID]        {"keys":[...]}
@@ -86,6 +86,7 @@ type Tokens interface {
 	RevokeToken(ctx context.Context, token, by string) (auth.Revoked, error)
 	RevokeJTI(ctx context.Context, jti string, until time.Time, by string) (auth.Revoked, error)
 	RevokeClient(ctx context.Context, clientID, by string) (store.APIKey, error)
+	EndSessions(ctx context.Context, username, reason, by string) (int, error)
 }
 
 var _ Tokens = (*auth.Service)(nil)
@@ -351,9 +352,25 @@ func (s *Server) passwd(w http.ResponseWriter, r *http.Request) {
 		s.storeFail(w, r, err)
 		return
 	}
-	if s.audit(w, r, "user.passwd", name, nil) {
-		writeJSON(w, http.StatusOK, map[string]string{"username": name})
+	if !s.audit(w, r, "user.passwd", name, nil) || !s.endSessions(w, r, name, "password changed") {
+		return
 	}
+	writeJSON(w, http.StatusOK, map[string]string{"username": name})
+}
+
+// endSessions ends the user's open sessions and the access tokens issued
+// from them (when a token service is attached); on failure it has written
+// the error.
+func (s *Server) endSessions(w http.ResponseWriter, r *http.Request, name, reason string) bool {
+	if s.o.Tokens == nil {
+		return true
+	}
+	if _, err := s.o.Tokens.EndSessions(r.Context(), name, reason, actor(r.Context())); err != nil {
+		s.log.ErrorContext(r.Context(), "ending sessions failed", "user", name, "err", err)
+		fail(w, http.StatusInternalServerError, "internal", "the change was made but the user's sessions could not all be ended: "+err.Error())
+		return false
+	}
+	return true
 }
 
 func (s *Server) rmUser(w http.ResponseWriter, r *http.Request) {
@@ -362,9 +379,10 @@ func (s *Server) rmUser(w http.ResponseWriter, r *http.Request) {
 		s.storeFail(w, r, err)
 		return
 	}
-	if s.audit(w, r, "user.rm", name, nil) {
-		writeJSON(w, http.StatusOK, map[string]string{"removed": name})
+	if !s.audit(w, r, "user.rm", name, nil) || !s.endSessions(w, r, name, "user removed") {
+		return
 	}
+	writeJSON(w, http.StatusOK, map[string]string{"removed": name})
 }
 
 func (s *Server) listTenants(w http.ResponseWriter, r *http.Request) {

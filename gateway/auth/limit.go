@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -101,7 +102,7 @@ func (s *Service) allowIP(w http.ResponseWriter, r *http.Request, route string, 
 	if l == nil || l.ip == nil {
 		return true
 	}
-	return s.decide(w, l.ip.Allow(clientIP(r)), oauth)
+	return s.decide(w, l.ip.Allow(limitKey(r.RemoteAddr)), oauth)
 }
 
 // allowPrincipal charges one request to the principal's bucket of route.
@@ -168,7 +169,50 @@ func newBackoff(c Backoff, now func() time.Time) (*backoff, error) {
 	return &backoff{cfg: c, now: now, m: map[string]*failures{}}, nil
 }
 
-// wait returns how long name must still wait before its next attempt.
+// attempt is called before checking name's credentials. It returns how
+// long name must still wait (refuse the attempt), or 0 after charging the
+// attempt as a failure in advance: ok clears it on success and refund
+// takes it back when the credentials were never judged wrong. Charging
+// first makes the limit hold for attempts in flight at the same time,
+// which a check here and a fail after the (slow) password hash would let
+// through all at once.
+func (b *backoff) attempt(name string) time.Duration {
+	if b.cfg.Off {
+		return 0
+	}
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if f := b.m[name]; f != nil {
+		if d := f.until.Sub(now); d > 0 {
+			return d
+		}
+	}
+	b.failLocked(name, now)
+	return 0
+}
+
+// refund takes back an attempt charged by attempt whose credentials were
+// not found wrong (a disabled account with the right password, an
+// internal error), and the lock it may have started.
+func (b *backoff) refund(name string) {
+	if b.cfg.Off {
+		return
+	}
+	b.mu.Lock()
+	if f := b.m[name]; f != nil && f.n > 0 {
+		if f.n--; f.n <= b.cfg.Free {
+			f.until = time.Time{}
+		}
+	}
+	b.mu.Unlock()
+}
+
+// wait returns how long name must still wait before its next attempt,
+// without charging anything: for API clients, whose 256-bit secrets
+// cannot be guessed however many attempts run at once, and which may
+// legitimately send many concurrent token requests (charging those in
+// advance would lock a busy client out of its own credentials).
 func (b *backoff) wait(name string) time.Duration {
 	if b.cfg.Off {
 		return 0
@@ -176,14 +220,15 @@ func (b *backoff) wait(name string) time.Duration {
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	f := b.m[name]
-	if f == nil || now.After(f.until) {
-		return 0
+	if f := b.m[name]; f != nil {
+		if d := f.until.Sub(now); d > 0 {
+			return d
+		}
 	}
-	return f.until.Sub(now)
+	return 0
 }
 
-// fail records a failed attempt.
+// fail records a failed attempt (one not charged by attempt).
 func (b *backoff) fail(name string) {
 	if b.cfg.Off {
 		return
@@ -191,6 +236,11 @@ func (b *backoff) fail(name string) {
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.failLocked(name, now)
+}
+
+// failLocked records a failed attempt; b.mu is held.
+func (b *backoff) failLocked(name string, now time.Time) {
 	f := b.m[name]
 	if f != nil && now.Sub(f.last) > b.cfg.Window && now.After(f.until) {
 		f = nil // quiet long enough: start over
@@ -246,4 +296,25 @@ func (s *Service) refuseBackoff(w http.ResponseWriter, d time.Duration, oauth bo
 	} else {
 		apiError(w, http.StatusTooManyRequests, "too_many_failures", msg)
 	}
+}
+
+// limitKey is the per-IP bucket key of a peer address: the IPv4 address,
+// or the /64 prefix of an IPv6 address (one host or LAN is normally given
+// a whole /64, so per-address buckets would let it rotate addresses past
+// every per-IP limit). IPv4-mapped IPv6 addresses count as IPv4.
+func limitKey(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, _ := a.WithZone("").Prefix(64)
+	return p.String()
 }

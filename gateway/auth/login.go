@@ -95,7 +95,7 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "bad_request", strings.TrimPrefix(err.Error(), store.ErrInvalid.Error()+": "))
 		return
 	}
-	if d := s.backoff.wait("user:" + name); d > 0 {
+	if d := s.backoff.attempt("user:" + name); d > 0 { // charged as a failure until it succeeds
 		s.refuseBackoff(w, d, false)
 		return
 	}
@@ -103,14 +103,15 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) {
 	u, err := s.st.Users().Authenticate(ctx, name, pw)
 	switch {
 	case errors.Is(err, store.ErrBadCredentials):
-		s.backoff.fail("user:" + name)
 		s.log.InfoContext(ctx, "login failed", "username", name, "remote", clientIP(r))
 		apiError(w, http.StatusUnauthorized, "invalid_credentials", "unknown username or wrong password")
 		return
 	case errors.Is(err, store.ErrDisabled):
+		s.backoff.refund("user:" + name)
 		apiError(w, http.StatusForbidden, "account_disabled", "this account is disabled")
 		return
 	case err != nil:
+		s.backoff.refund("user:" + name)
 		s.issueFailed(w, r, err, false)
 		return
 	}
@@ -169,14 +170,19 @@ func (s *Service) refresh(w http.ResponseWriter, r *http.Request) {
 	if !s.allowPrincipal(w, RouteRefresh, "user:"+cur.Subject, false) {
 		return
 	}
-	// The user may have been removed, disabled or lost scopes since login.
+	// The user may have been removed, disabled or lost scopes since login,
+	// moved to another tenant (the family carries the login's tenant),
+	// removed and re-created under the same name (another account), or had
+	// the password changed (as after a compromise): all but lost scopes end
+	// the session rather than mint tokens for a stale tenant, a different
+	// person or whoever held the old password.
 	u, err := s.st.Users().Get(ctx, cur.Subject)
-	if err != nil || u.Disabled {
+	if err != nil || !sessionValid(u, cur) {
 		if err == nil || errors.Is(err, store.ErrNotFound) {
-			if rerr := s.revokeFamily(ctx, cur, "user removed or disabled"); rerr != nil {
+			if rerr := s.revokeFamily(ctx, cur, "user removed, disabled, re-created, moved or password changed"); rerr != nil {
 				s.log.ErrorContext(ctx, "revoking the family of a removed user failed", "sid", cur.ID, "err", rerr)
 			}
-			apiError(w, http.StatusUnauthorized, "invalid_refresh_token", "the account no longer exists or is disabled")
+			apiError(w, http.StatusUnauthorized, "invalid_refresh_token", "the session has ended: the account was removed, disabled, moved to another tenant or given a new password")
 			return
 		}
 		s.issueFailed(w, r, err, false)
@@ -277,6 +283,13 @@ func (s *Service) verifyServed(ctx context.Context, tok string) (*Claims, error)
 		return nil, err
 	}
 	return c, nil
+}
+
+// sessionValid reports whether refresh family f may still be used by u,
+// the current record of its subject: not disabled, in the same tenant,
+// the same account (not re-created since) and no password change since.
+func sessionValid(u store.User, f store.RefreshFamily) bool {
+	return !u.Disabled && u.Tenant == f.Tenant && !u.Created.After(f.Created) && !u.PasswordChanged.After(f.Created)
 }
 
 func intersect(a, b []string) []string {

@@ -21,10 +21,12 @@ type caller struct {
 }
 
 // mayManage reports whether c may see or revoke a token of (subject,
-// tenant): its own tokens, or any token of its tenant with tokens:admin (a
-// caller bound to no tenant with tokens:admin manages every tenant).
+// tenant): its own tokens (same subject in the same tenant: a username
+// may equal another tenant's client_id), or any token of its tenant with
+// tokens:admin (a caller bound to no tenant with tokens:admin manages
+// every tenant).
 func (c *caller) mayManage(subject, tenant string) bool {
-	if c.subject == subject {
+	if c.subject == subject && c.tenant == tenant {
 		return true
 	}
 	return slices.Contains(c.scopes, ScopeTokensAdmin) && (c.tenant == "" || c.tenant == tenant)
@@ -286,6 +288,9 @@ func (s *Service) inspect(ctx context.Context, cl *caller, tok string) introspec
 		if err != nil || fam.Revoked || fam.Current != refreshID(tok) || !s.now().Before(fam.ExpiresAt) ||
 			!cl.mayManage(fam.Subject, fam.Tenant) {
 			return inactive
+		}
+		if u, err := s.st.Users().Get(ctx, fam.Subject); err != nil || !sessionValid(u, fam) {
+			return inactive // /auth/refresh would refuse it
 		}
 		return introspection{Active: true, Scope: strings.Join(fam.Scopes, " "), Username: fam.Subject, Sub: fam.Subject,
 			TokenType: "refresh_token", Exp: fam.ExpiresAt.Unix(), Iat: fam.Created.Unix(), Iss: s.issuer, Tenant: fam.Tenant,

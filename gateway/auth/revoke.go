@@ -95,6 +95,36 @@ func (s *Service) RevokeClient(ctx context.Context, clientID, by string) (store.
 	return k, nil
 }
 
+// EndSessions ends every login session of username at once: its refresh
+// families are revoked, and so are the access tokens issued from them
+// (their sid entries), and the event is audited with by as the actor.
+// The admin socket calls it when a user is removed or gets a new
+// password, so that neither a removed account nor whoever held the old
+// password keeps access until the tokens expire. It returns how many
+// sessions were still open.
+func (s *Service) EndSessions(ctx context.Context, username, reason, by string) (int, error) {
+	fams, err := s.st.Refresh().RevokeSubject(ctx, username, reason)
+	if err != nil {
+		return 0, fmt.Errorf("gateway/auth: end sessions of %s: %w", username, err)
+	}
+	now, open := s.now(), 0
+	for _, f := range fams {
+		until := f.ExpiresAt.Add(s.opts.AccessTTL + s.opts.Leeway)
+		if !until.After(now) {
+			continue // every token of this family has expired
+		}
+		if err := s.st.Revocations().Revoke(ctx, sidKey(f.ID), until); err != nil {
+			return open, fmt.Errorf("gateway/auth: end session %s of %s: %w", f.ID, username, err)
+		}
+		open++
+	}
+	if _, err := s.st.Audit().Append(ctx, store.AuditEvent{Type: "session.end_all", Subject: username,
+		Fields: map[string]string{"reason": reason, "by": by, "sessions": fmt.Sprint(open)}}); err != nil {
+		return open, fmt.Errorf("gateway/auth: ended sessions of %s but not audited: %w", username, err)
+	}
+	return open, nil
+}
+
 // Prune removes expired revocation entries and refresh families and
 // forgets idle rate-limit buckets. Run calls it periodically.
 func (s *Service) Prune(ctx context.Context) (revocations, families int, err error) {

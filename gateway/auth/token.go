@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -127,7 +128,9 @@ func audHas(aud jwt.ClaimStrings, res string) bool {
 }
 
 // verifySignature does everything Verify does except audience and
-// revocation. The returned claims are a copy the caller may keep.
+// revocation. The returned claims are a copy the caller may keep and
+// modify (the audience slice too): the cached claims are shared by every
+// request presenting the same token.
 func (s *Service) verifySignature(ctx context.Context, token string) (*Claims, error) {
 	if len(token) > MaxTokenBytes {
 		return nil, fmt.Errorf("%w: token is %d bytes, more than %d", ErrInvalidToken, len(token), MaxTokenBytes)
@@ -136,6 +139,7 @@ func (s *Service) verifySignature(ctx context.Context, token string) (*Claims, e
 	if c := s.cache.get(key); c != nil {
 		if s.now().Before(c.ExpiresAt.Add(s.opts.Leeway)) {
 			cp := *c
+			cp.Audience = slices.Clone(c.Audience)
 			return &cp, nil
 		}
 		s.cache.drop(key)
@@ -147,6 +151,7 @@ func (s *Service) verifySignature(ctx context.Context, token string) (*Claims, e
 	}
 	s.cache.put(key, c, s.now())
 	cp := *c
+	cp.Audience = slices.Clone(c.Audience)
 	return &cp, nil
 }
 

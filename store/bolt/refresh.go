@@ -152,6 +152,46 @@ func (s refresh) Revoke(ctx context.Context, familyID, reason string) error {
 	})
 }
 
+func (s refresh) RevokeSubject(ctx context.Context, subject, reason string) ([]store.RefreshFamily, error) {
+	if err := store.ValidateText("reason", reason, store.MaxReasonBytes); err != nil {
+		return nil, errf("revoke families: %w", err)
+	}
+	var out []store.RefreshFamily
+	err := s.db.update(ctx, func(tx *bbolt.Tx) error {
+		out = out[:0]
+		b := tx.Bucket(bktFamilies)
+		var changed []store.RefreshFamily
+		err := b.ForEach(func(k, v []byte) error {
+			var f store.RefreshFamily
+			if err := json.Unmarshal(v, &f); err != nil { // json copies out of the mmap
+				return fmt.Errorf("family %q: decode: %w", k, err)
+			}
+			if f.Subject != subject {
+				return nil
+			}
+			if !f.Revoked {
+				f.Revoked, f.RevokedAt, f.RevokeReason = true, s.db.now().UTC(), reason
+				changed = append(changed, f)
+			}
+			out = append(out, f)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, f := range changed { // not inside ForEach: no writes while iterating
+			if err := putJSON(b, f.ID, f); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, errf("revoke families of %q: %w", subject, err)
+	}
+	return out, nil
+}
+
 func (s refresh) Prune(ctx context.Context, now time.Time) (int, error) {
 	n := 0
 	err := s.db.update(ctx, func(tx *bbolt.Tx) error {

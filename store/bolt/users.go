@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
@@ -62,7 +63,7 @@ func (s users) Create(ctx context.Context, u store.User, password string) error 
 			return errf("user %q: tenant %q: %w", u.Username, u.Tenant, store.ErrNotFound)
 		}
 		now := s.db.now().UTC()
-		u.Created, u.Updated = now, now
+		u.Created, u.Updated, u.PasswordChanged = now, now, time.Time{}
 		return putJSON(tx.Bucket(bktUsers), u.Username, userDoc{User: u, Hash: hash})
 	})
 }
@@ -145,6 +146,7 @@ func (s users) SetPassword(ctx context.Context, username, password string) error
 	}
 	return s.modify(ctx, username, func(tx *bbolt.Tx, d *userDoc) (bool, error) {
 		d.Hash = hash
+		d.PasswordChanged = s.db.now().UTC()
 		return true, nil
 	})
 }

@@ -185,7 +185,7 @@ func (s users) Create(ctx context.Context, u store.User, password string) error 
 	}
 	now := s.db.now().UTC()
 	u = cloneUser(u)
-	u.Created, u.Updated = now, now
+	u.Created, u.Updated, u.PasswordChanged = now, now, time.Time{}
 	s.db.users[u.Username] = userRec{u: u, hash: hash}
 	return nil
 }
@@ -264,6 +264,9 @@ func (s users) setHash(ctx context.Context, username, hash, ifOld string) error 
 		return nil
 	}
 	r.hash, r.u.Updated = hash, s.db.now().UTC()
+	if ifOld == "" { // SetPassword, not a re-hash of the same password
+		r.u.PasswordChanged = r.u.Updated
+	}
 	s.db.users[username] = r
 	return nil
 }
@@ -592,6 +595,29 @@ func (s refresh) Revoke(ctx context.Context, familyID, reason string) error {
 		s.db.families[familyID] = f
 	}
 	return nil
+}
+
+func (s refresh) RevokeSubject(ctx context.Context, subject, reason string) ([]store.RefreshFamily, error) {
+	if err := store.ValidateText("reason", reason, store.MaxReasonBytes); err != nil {
+		return nil, errf("revoke families: %w", err)
+	}
+	if err := s.db.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.db.mu.Unlock()
+	var out []store.RefreshFamily
+	for _, id := range slices.Sorted(maps.Keys(s.db.families)) {
+		f := s.db.families[id]
+		if f.Subject != subject {
+			continue
+		}
+		if !f.Revoked {
+			f.Revoked, f.RevokedAt, f.RevokeReason = true, s.db.now().UTC(), reason
+			s.db.families[id] = f
+		}
+		out = append(out, cloneFam(f))
+	}
+	return out, nil
 }
 
 func (s refresh) Prune(ctx context.Context, now time.Time) (int, error) {

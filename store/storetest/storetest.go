@@ -115,6 +115,7 @@ func Run(t *testing.T, f Factory) {
 		{"Refresh_Rotate", testRefreshRotate},
 		{"Refresh_Reuse", testRefreshReuse},
 		{"Refresh_ExpireRevokePrune", testRefreshExpire},
+		{"Refresh_RevokeSubject", testRefreshRevokeSubject},
 		{"Audit_AppendList", testAuditAppendList},
 		{"Audit_Concurrent32", testAuditConcurrent},
 		{"Audit_Tamper", testAuditTamper},

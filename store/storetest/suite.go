@@ -97,7 +97,21 @@ func testUsersAuthenticate(t *testing.T, f *fixture) {
 	_, err = f.Users.Authenticate(ctx, "Jürgen", strings.Repeat("x", 5000))
 	wantErr(t, err, store.ErrBadCredentials, "oversized password")
 
+	if u.PasswordChanged != (time.Time{}) {
+		t.Fatalf("PasswordChanged %v set without SetPassword", u.PasswordChanged)
+	}
+	f.clock.Advance(time.Second)
 	noErr(t, f.Users.SetPassword(ctx, "Jürgen", "battery staple"), "set password")
+	u, err = f.Users.Get(ctx, "Jürgen")
+	noErr(t, err, "get")
+	if !u.PasswordChanged.Equal(f.clock.Now().UTC()) {
+		t.Fatalf("PasswordChanged = %v, want the store clock %v", u.PasswordChanged, f.clock.Now())
+	}
+	f.clock.Advance(time.Second)
+	noErr(t, f.Users.Update(ctx, store.User{Username: "Jürgen", Scopes: []string{"s"}, PasswordChanged: time.Time{}}), "update")
+	if u2, _ := f.Users.Get(ctx, "Jürgen"); !u2.PasswordChanged.Equal(u.PasswordChanged) {
+		t.Fatalf("Update changed PasswordChanged: %v, was %v", u2.PasswordChanged, u.PasswordChanged)
+	}
 	_, err = f.Users.Authenticate(ctx, "Jürgen", "correct horse")
 	wantErr(t, err, store.ErrBadCredentials, "old password")
 	_, err = f.Users.Authenticate(ctx, "Jürgen", "battery staple")
@@ -782,4 +796,33 @@ func testCanceled(t *testing.T, f *fixture) {
 	wantErr(t, err, context.Canceled, "current key")
 	_, err = f.APIKeys.List(ctx, "")
 	wantErr(t, err, context.Canceled, "keys list")
+}
+
+func testRefreshRevokeSubject(t *testing.T, f *fixture) {
+	ctx := context.Background()
+	a1, a2, b := family("a1", "ta1"), family("a2", "ta2"), family("b1", "tb1")
+	a2.Subject = a1.Subject
+	b.Subject = a1.Subject + "-other"
+	for _, fam := range []store.RefreshFamily{a1, a2, b} {
+		noErr(t, f.Refresh.Create(ctx, fam), "create "+fam.ID)
+	}
+	noErr(t, f.Refresh.Revoke(ctx, "a2", "logout"), "revoke a2")
+	got, err := f.Refresh.RevokeSubject(ctx, a1.Subject, "password changed")
+	noErr(t, err, "revoke subject")
+	slices.SortFunc(got, func(x, y store.RefreshFamily) int { return strings.Compare(x.ID, y.ID) })
+	if len(got) != 2 || got[0].ID != "a1" || got[1].ID != "a2" || !got[0].Revoked || !got[1].Revoked ||
+		got[0].RevokeReason != "password changed" || got[1].RevokeReason != "logout" {
+		t.Fatalf("RevokeSubject = %+v", got)
+	}
+	_, err = f.Refresh.Rotate(ctx, "ta1", "ta1b")
+	wantErr(t, err, store.ErrRevoked, "rotate after RevokeSubject")
+	if _, err := f.Refresh.Rotate(ctx, "tb1", "tb1b"); err != nil {
+		t.Fatalf("another subject's family was hit: %v", err)
+	}
+	got, err = f.Refresh.RevokeSubject(ctx, "nobody", "x")
+	if err != nil || len(got) != 0 {
+		t.Fatalf("unknown subject: %v %v", got, err)
+	}
+	_, err = f.Refresh.RevokeSubject(ctx, a1.Subject, "bad\x00reason")
+	wantErr(t, err, store.ErrInvalid, "control character in reason")
 }
