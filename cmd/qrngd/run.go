@@ -512,7 +512,11 @@ func seedUsers(ctx context.Context, cfg *Config, users store.Users, log *slog.Lo
 			err := users.Create(ctx, nu, u.Password)
 			if errors.Is(err, store.ErrExists) {
 				if err = users.Update(ctx, nu); err == nil {
-					err = users.SetPassword(ctx, u.Username, u.Password)
+					// Only a changed password is set again: SetPassword
+					// ends the user's sessions, which a restart should not.
+					if _, aerr := users.Authenticate(ctx, u.Username, u.Password); aerr != nil {
+						err = users.SetPassword(ctx, u.Username, u.Password)
+					}
 				}
 			}
 			if err != nil {
