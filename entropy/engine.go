@@ -352,17 +352,21 @@ func (e *Engine) servable() (degraded bool, err error) {
 }
 
 // Read fills p under mode and reports where the bytes came from. It returns
-// an error wrapping ErrInsufficientEntropy when the pool cannot serve; p is
-// then zeroed. The empty mode means ModeDRBG.
+// an error wrapping ErrInsufficientEntropy when the pool cannot serve. On
+// every error p is zeroed, so a caller that ignores the error never passes
+// on stale or partial output. The empty mode means ModeDRBG.
 //
 //   - ModeDRBG: CTR_DRBG output from one of several instances, seeded from
-//     the pool at first use and reseeded once ReseedInterval has passed;
-//     split into 64 KiB generate calls.
+//     the pool at first use and reseeded once ReseedInterval has passed, or
+//     as soon as a pool block is at hand when the instance was seeded with
+//     OS RNG input (policy os) and the sources are back; split into 64 KiB
+//     generate calls.
 //   - ModePR: prediction resistance: every generate call of at most 64 KiB
 //     is preceded by a reseed with a fresh pool block.
 //   - ModeFull: full-entropy pool blocks, waiting at most FullWait in all.
 func (e *Engine) Read(ctx context.Context, p []byte, mode Mode) (Provenance, error) {
 	if len(p) > MaxReadBytes {
+		clear(p)
 		return Provenance{}, fmt.Errorf("%w: %d bytes requested, at most %d", ErrInvalidRequest, len(p), MaxReadBytes)
 	}
 	if mode == "" {
@@ -371,6 +375,7 @@ func (e *Engine) Read(ctx context.Context, p []byte, mode Mode) (Provenance, err
 	switch mode {
 	case ModeDRBG, ModePR, ModeFull:
 	default:
+		clear(p)
 		return Provenance{}, fmt.Errorf("%w: mode %q, want %q, %q or %q", ErrInvalidRequest, mode, ModeDRBG, ModeFull, ModePR)
 	}
 	if err := ctx.Err(); err != nil {
@@ -389,7 +394,7 @@ func (e *Engine) Read(ctx context.Context, p []byte, mode Mode) (Provenance, err
 	if mode == ModeFull {
 		prov, err = e.readFull(ctx, p)
 	} else {
-		prov, err = e.readDRBG(ctx, p, mode == ModePR)
+		prov, err = e.readDRBG(ctx, p, mode == ModePR, degraded)
 	}
 	if err != nil {
 		clear(p)
@@ -483,7 +488,10 @@ func (e *Engine) reseed(ctx context.Context, s *shard, deadline <-chan time.Time
 	return nil
 }
 
-func (e *Engine) readDRBG(ctx context.Context, p []byte, pr bool) (provenance, error) {
+// degraded is the servable verdict of this request: when it is false but
+// the instance was (re)seeded with OS RNG input under policy os, the sources
+// are back and the instance is reseeded from a pool block at hand first.
+func (e *Engine) readDRBG(ctx context.Context, p []byte, pr, degraded bool) (provenance, error) {
 	s := e.pickShard()
 	defer s.mu.Unlock()
 	if e.closedFlag.Load() {
@@ -510,6 +518,14 @@ func (e *Engine) readDRBG(ctx context.Context, p []byte, pr bool) (provenance, e
 		}
 	} else if !pr && e.clock.Now().Sub(s.seededAt) >= e.opts.ReseedInterval {
 		if err := e.reseed(ctx, s, wait()); err != nil {
+			return provenance{}, err
+		}
+	} else if !pr && s.prov.degraded && !degraded {
+		// Policy os stood in when this instance was last seeded and the
+		// sources are back: replace the OS-derived state now rather than
+		// after ReseedInterval. Without a pool block at hand (nil
+		// deadline: no wait) the old state serves, still flagged degraded.
+		if err := e.reseed(ctx, s, nil); err != nil && !errors.Is(err, ErrInsufficientEntropy) {
 			return provenance{}, err
 		}
 	}

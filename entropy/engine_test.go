@@ -682,11 +682,15 @@ func TestEngine_ReadDRBG_LargeRequestsSplit(t *testing.T) {
 	if bytes.Equal(a, b) || bytes.Equal(a[:drbg.MaxRequest], a[drbg.MaxRequest:2*drbg.MaxRequest]) {
 		t.Fatal("DRBG output repeats")
 	}
-	if _, err := te.Read(t.Context(), make([]byte, entropy.MaxReadBytes+1), entropy.ModeDRBG); !errors.Is(err, entropy.ErrInvalidRequest) {
-		t.Fatalf("oversized Read error = %v, want ErrInvalidRequest", err)
+	// Invalid requests zero p too, as every error does: a caller reusing
+	// a buffer must not pass on what it held.
+	big := bytes.Repeat([]byte{1}, entropy.MaxReadBytes+1)
+	if _, err := te.Read(t.Context(), big, entropy.ModeDRBG); !errors.Is(err, entropy.ErrInvalidRequest) || bytes.IndexByte(big, 1) >= 0 {
+		t.Fatalf("oversized Read error = %v (p zeroed: %v), want ErrInvalidRequest", err, bytes.IndexByte(big, 1) < 0)
 	}
-	if _, err := te.Read(t.Context(), make([]byte, 1), "fast"); !errors.Is(err, entropy.ErrInvalidRequest) {
-		t.Fatalf("unknown mode error = %v, want ErrInvalidRequest", err)
+	small := bytes.Repeat([]byte{1}, 16)
+	if _, err := te.Read(t.Context(), small, "fast"); !errors.Is(err, entropy.ErrInvalidRequest) || !bytes.Equal(small, make([]byte, 16)) {
+		t.Fatalf("unknown mode error = %v (p %x), want ErrInvalidRequest and p zeroed", err, small)
 	}
 }
 
@@ -879,5 +883,51 @@ func TestEngine_FlappingDevice_BacksOff(t *testing.T) {
 		}
 		te.clk.Advance(time.Nanosecond)
 		te.rec.waitCount(t, "f", "disconnected", i+3)
+	}
+}
+
+// A DRBG instance seeded while policy os stood in for missing sources must
+// not keep serving OS-derived output once the sources are back: the next
+// ModeDRBG request reseeds it from the pool (without waiting for
+// ReseedInterval), so the output is no longer degraded while Status says
+// the pool is not. With no pool block at hand the request is served at
+// once from the old state, still flagged degraded.
+func TestEngine_ReadDRBG_PolicyOS_ReseedsWhenSourcesReturn(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		limit   int64 // samples the source serves: 2*W is start-up only, no block
+		want    []string
+		degr    bool
+		reseeds uint64
+	}{
+		{"blocks queued", 20 * W, []string{"u"}, false, 1},
+		{"pool empty", 2 * W, []string{"os"}, true, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			te := newTestEngine(t, &entropy.Options{Policy: entropy.PolicyOS, ReseedInterval: time.Hour})
+			te.SetShards(1)
+			src := entropytest.NewUniform("u", 1)
+			src.Limit = tt.limit
+			te.add(t, src, nil)
+			p := make([]byte, 64)
+			// Before Run no source is healthy: the instance is seeded from the OS RNG.
+			prov, err := te.Read(t.Context(), p, entropy.ModeDRBG)
+			if err != nil || !prov.Degraded {
+				t.Fatalf("Read before the source is healthy = %+v, %v; want degraded output", prov, err)
+			}
+			te.start(t)
+			te.rec.waitCount(t, "u", "healthy", 1)
+			spinUntil(t, "source at its limit", src.AtLimit)
+			if ps := te.Status().Pool; ps.Degraded || !ps.Ready {
+				t.Fatalf("pool status %+v, want ready and not degraded", ps)
+			}
+			prov, err = te.Read(t.Context(), p, entropy.ModeDRBG)
+			if err != nil || prov.Degraded != tt.degr || !slices.Equal(prov.Sources, tt.want) {
+				t.Fatalf("Read after the source is healthy = %+v, %v; want sources %v, degraded %v", prov, err, tt.want, tt.degr)
+			}
+			if r := te.Status().Pool.Reseeds; r != tt.reseeds {
+				t.Fatalf("%d reseeds, want %d", r, tt.reseeds)
+			}
+		})
 	}
 }

@@ -213,7 +213,7 @@ type Source struct {
 
 	mu           sync.Mutex
 	name         string
-	info         entropy.SourceInfo
+	info         entropy.SourceInfo // written under mu and infoMu
 	bus          usbBus
 	dev          usbDev
 	raw          []byte // one bulk transfer
@@ -222,6 +222,10 @@ type Source struct {
 	pending      error  // error to report after a partial Read
 	disconnected bool
 	closed       bool
+
+	// infoMu guards info for Info, which must not wait behind a blocked
+	// Read or a Reconnect polling for an absent device (both hold mu).
+	infoMu sync.Mutex
 }
 
 var (
@@ -321,11 +325,13 @@ func (s *Source) connect(ctx context.Context) error {
 	s.bus, s.dev = bus, chosen
 	s.buf, s.fresh, s.pending, s.disconnected = nil, false, nil, false
 	s.opts.Serial = serial // a reconnect must find this very device
+	s.infoMu.Lock()
 	s.info = entropy.SourceInfo{
 		Name: s.name, Kind: Kind, Vendor: "ID Quantique", Model: "Quantis USB-4M",
 		Serial: serial, BoardVersion: fmt.Sprintf("0x%08x", le32(ver[:])),
 		Path: usbPath(b, a), SampleBits: 8, NominalRate: NominalRate, MinEntropy: s.opts.MinEntropy,
 	}
+	s.infoMu.Unlock()
 	s.log.Info("quantis-usb: opened", "serial", serial, "path", s.info.Path, "board_version", s.info.BoardVersion)
 	return nil
 }
@@ -361,10 +367,10 @@ func (s *Source) controlOut(ctx context.Context, req uint8) error {
 	return nil
 }
 
-// Info describes the device.
+// Info describes the device. It never waits for Read or Reconnect.
 func (s *Source) Info() entropy.SourceInfo {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.infoMu.Lock()
+	defer s.infoMu.Unlock()
 	return s.info
 }
 

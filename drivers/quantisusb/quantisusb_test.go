@@ -23,11 +23,18 @@ type fakeBus struct {
 	devs    []*fakeDev
 	openErr error
 	closed  int
+	scanned chan struct{} // if set, gets a value (non-blocking) on every openAll
 }
 
 func (b *fakeBus) openAll(vid, pid uint16) ([]usbDev, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.scanned != nil {
+		select {
+		case b.scanned <- struct{}{}:
+		default:
+		}
+	}
 	var out []usbDev
 	for _, d := range b.devs {
 		if d.vid == vid && d.pid == pid {
@@ -294,6 +301,46 @@ func TestSource_Reconnect_Polls(t *testing.T) {
 	}
 	if err := s.Reconnect(context.Background()); !errors.Is(err, entropy.ErrClosed) {
 		t.Fatalf("Reconnect after Close = %v", err)
+	}
+}
+
+// Info must not wait for a Reconnect that polls for an absent device (it
+// would block for as long as the device is unplugged).
+func TestSource_Info_DuringReconnect(t *testing.T) {
+	dev := quantis("A1", 2)
+	dev.bulkErr = []error{entropy.ErrDisconnected}
+	bus := &fakeBus{devs: []*fakeDev{dev}}
+	withFake(t, bus)
+	s, err := Open(context.Background(), "q", &Options{PollInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Read(context.Background(), make([]byte, 8)); !errors.Is(err, entropy.ErrDisconnected) {
+		t.Fatal(err)
+	}
+	scanned := make(chan struct{}, 1)
+	bus.mu.Lock()
+	bus.devs, bus.scanned = nil, scanned
+	bus.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Reconnect(ctx) }()
+	<-scanned // Reconnect is polling, holding the source's lock
+	<-scanned
+	got := make(chan entropy.SourceInfo, 1)
+	go func() { got <- s.Info() }()
+	select {
+	case info := <-got:
+		if info.Serial != "A1" || info.Name != "q" {
+			t.Errorf("Info during Reconnect = %+v", info)
+		}
+	case <-time.After(10 * time.Second): // failsafe, not a timing assertion
+		t.Error("Info blocked behind Reconnect polling for an absent device")
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Reconnect = %v, want context.Canceled", err)
 	}
 }
 

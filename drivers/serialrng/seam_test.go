@@ -26,6 +26,7 @@ type fakePort struct {
 	readErr error
 	closed  bool
 	next    byte
+	replay  bool // ResetInputBuffer restarts the pattern: every response the same
 }
 
 func (f *fakePort) log(s string) { f.mu.Lock(); f.calls = append(f.calls, s); f.mu.Unlock() }
@@ -52,7 +53,15 @@ func (f *fakePort) SetReadTimeout(d time.Duration) error {
 	f.log(fmt.Sprintf("SetReadTimeout(%v)", d))
 	return nil
 }
-func (f *fakePort) ResetInputBuffer() error { f.log("ResetInputBuffer"); return nil }
+func (f *fakePort) ResetInputBuffer() error {
+	f.log("ResetInputBuffer")
+	f.mu.Lock()
+	if f.replay {
+		f.next = 0
+	}
+	f.mu.Unlock()
+	return nil
+}
 func (f *fakePort) Close() error {
 	f.log("Close")
 	f.mu.Lock()
@@ -145,5 +154,47 @@ func TestSeam_PermissionDenied(t *testing.T) {
 	_, err := openSerial(t, drivers.Params{"profile": "onerng", "device": "/dev/ttyACM0"})
 	if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "99-qrngd.rules") {
 		t.Fatalf("Open denied = %v; want ErrPermission naming the udev rule", err)
+	}
+}
+
+// A request-protocol device that answers the same response twice (a firmware
+// that replays its buffer) fails with ErrRepeated and its bytes are dropped:
+// the RCT and APT cannot see a repeated block of random-looking bytes (SP
+// 800-90B §4.3 item 8). Responses too short for a repeat to be that unlikely
+// (response_len × H < 64 bits) are not checked.
+func TestSeam_RequestRepeatedResponse(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		params  drivers.Params
+		respLen int
+		check   bool
+	}{
+		{"alpharng", drivers.Params{"profile": "alpharng"}, 16000, true},
+		{"generic 64 bytes H=1", drivers.Params{"profile": "generic", "request": 0x72, "response_len": 64}, 64, true},
+		{"generic 8 bytes H=1", drivers.Params{"profile": "generic", "request": 0x72, "response_len": 8}, 8, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			useFake(t, func() *fakePort { return &fakePort{replay: true} })
+			c.params["device"] = "/dev/ttyACM0"
+			s := mustOpen(t, c.params)
+			first := make([]byte, c.respLen)
+			if n, err := s.Read(context.Background(), first); n != c.respLen || err != nil {
+				t.Fatalf("first response: %d, %v", n, err)
+			}
+			p := make([]byte, c.respLen)
+			n, err := s.Read(context.Background(), p)
+			if !c.check {
+				if n != c.respLen || err != nil {
+					t.Fatalf("short repeated response: %d, %v; want it served", n, err)
+				}
+				return
+			}
+			if n != 0 || !errors.Is(err, ErrRepeated) {
+				t.Fatalf("repeated response: %d, %v; want 0, ErrRepeated", n, err)
+			}
+			if n, err := s.Read(context.Background(), p); n != 0 || !errors.Is(err, ErrRepeated) {
+				t.Fatalf("repeated again: %d, %v; want 0, ErrRepeated (nothing of it kept)", n, err)
+			}
+		})
 	}
 }

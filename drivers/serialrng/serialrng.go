@@ -41,6 +41,11 @@
 //	                    (default -1: the device streams)
 //	response_len        generic with request: bytes per response (1..1048576)
 //
+// Request-protocol devices (alpharng, generic with request) whose response
+// is credited with at least 64 bits fail with ErrRepeated, the response
+// dropped, when a response equals the previous one byte for byte: a firmware
+// replaying its buffer passes the RCT and APT.
+//
 // min_entropy defaults (bits per byte): 6 for truerng, truerngpro,
 // truerngpro-v2, alpharng and onerng with whitening on (even mode digit),
 // 2 for onerng with CRC whitening off (odd mode digit), 1 for generic.
@@ -50,6 +55,7 @@ package serialrng
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -83,6 +89,10 @@ var (
 	ErrShortResponse = errors.New("drivers/serialrng: short response")
 	ErrNoData        = errors.New("drivers/serialrng: device sends no data")
 	ErrIO            = errors.New("drivers/serialrng: I/O error")
+	// ErrRepeated: a request-protocol device answered exactly its previous
+	// response (a device-specific continuous test, SP 800-90B §4.3 item 8:
+	// the RCT and APT cannot see a replayed block of random-looking bytes).
+	ErrRepeated = errors.New("drivers/serialrng: device repeated its previous response")
 )
 
 // defaultH is the credited min-entropy per byte when the configuration
@@ -134,6 +144,10 @@ const (
 	pollInterval   = 100 * time.Millisecond // port read timeout: bounds ctx latency
 	maxResponse    = 1 << 20
 	versionScanMax = 256 << 10 // bytes scanned for the OneRNG version reply (covers data in flight when the pause lands)
+	// minRepeatBits: responses credited with at least this much min-entropy
+	// are checked against the previous one (ErrRepeated); a good device
+	// repeats one with probability at most 2^-64.
+	minRepeatBits = 64
 )
 
 // Driver is the serial driver.
@@ -301,6 +315,8 @@ type Source struct {
 
 	mu       sync.Mutex // serialises Read, Reconnect
 	resp     []byte     // unread rest of the last response (request protocol)
+	lastResp [sha256.Size]byte
+	haveLast bool // lastResp holds the hash of the previous whole response
 	lastData time.Time
 	version  string
 
@@ -622,6 +638,15 @@ func (s *Source) request(ctx context.Context, pt port) error {
 			// Drop what came; the next request flushes any late tail.
 			return fmt.Errorf("drivers/serialrng: read %s: %w: %d of %d bytes within %v", s.Info().Path,
 				ErrShortResponse, got, len(buf), s.cfg.respTimeout)
+		}
+	}
+	if float64(len(buf))*s.cfg.h >= minRepeatBits {
+		sum := sha256.Sum256(buf)
+		repeated := s.haveLast && sum == s.lastResp
+		s.lastResp, s.haveLast = sum, true
+		if repeated {
+			clear(buf)
+			return fmt.Errorf("drivers/serialrng: read %s: %w (%d bytes)", s.Info().Path, ErrRepeated, len(buf))
 		}
 	}
 	s.lastData = s.now()
