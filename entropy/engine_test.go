@@ -931,3 +931,38 @@ func TestEngine_ReadDRBG_PolicyOS_ReseedsWhenSourcesReturn(t *testing.T) {
 		})
 	}
 }
+
+// TestPool_TwoHealthySources_NoSingleSourceBlocks: while two sources are
+// healthy, no output block comes from one of them alone, even with
+// MinHealthySources 1 — a read waits for the second source rather than
+// spend the first one's blocks unmixed.
+func TestPool_TwoHealthySources_NoSingleSourceBlocks(t *testing.T) {
+	te := newTestEngine(t, &entropy.Options{FullWait: time.Second})
+	a := entropytest.NewUniform("a", 21)
+	a.Limit = 4 * W // 25 blocks
+	b := entropytest.NewUniform("b", 22)
+	b.Limit = 2 * W // passes start-up testing, then delivers nothing
+	te.add(t, a, nil)
+	te.add(t, b, nil)
+	te.start(t)
+	spinUntil(t, "a queued its blocks", func() bool { return te.QueueLen("a") == 25 })
+	spinUntil(t, "b healthy and idle", func() bool { return b.AtLimit() && te.sourceStatus(t, "b").State == entropy.StateHealthy })
+
+	p := bytes.Repeat([]byte{1}, 32)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := te.Read(t.Context(), p, entropy.ModeFull)
+		errc <- err
+	}()
+	spinUntil(t, "Read waiting for the pool", func() bool { return te.PoolWaiters() == 1 })
+	te.clk.Advance(time.Second)
+	if err := <-errc; !errors.Is(err, entropy.ErrInsufficientEntropy) {
+		t.Fatalf("Read = %v, want ErrInsufficientEntropy (no block from a alone)", err)
+	}
+	if n := te.QueueLen("a"); n != 25 {
+		t.Fatalf("a's queue holds %d blocks, want all 25 unspent", n)
+	}
+	if !bytes.Equal(p, make([]byte, len(p))) {
+		t.Fatal("p not zeroed after a failed read")
+	}
+}

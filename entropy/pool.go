@@ -38,9 +38,13 @@ const osName = "os"
 //     SHA-256(label ‖ n ‖ for each: name-length ‖ name ‖ 2 blocks), a vetted
 //     conditioning function (SHA-256, SP 800-90B Table 1) over ≥ 512 credited
 //     bits per contributor;
-//   - otherwise, with MinHealthySources ≤ 1: the next block of the healthy
-//     source holding the most, unchanged (it already is the full-entropy
-//     output of the vetted conditioner);
+//   - with exactly one healthy source and MinHealthySources ≤ 1: its next
+//     block, unchanged (it already is the full-entropy output of the vetted
+//     conditioner). With two or more healthy sources every output block
+//     mixes at least two of them, even when MinHealthySources is 1, so no
+//     output depends on one source alone while another is healthy; the
+//     price is that a healthy source that delivers slowly paces full-entropy
+//     output (callers wait, up to FullWait, for its blocks);
 //   - fewer healthy sources than MinHealthySources: under PolicyOS the hash
 //     above over the contributors there are plus 64 bytes of the OS RNG as
 //     one more contributor, flagged degraded; under PolicyFailClosed nothing.
@@ -158,7 +162,7 @@ func (p *pool) tryBlock(dst *[blockSize]byte, prov *provenance) (ok bool, err er
 	useOS := false
 	switch {
 	case len(full) >= max(2, p.min):
-	case p.min <= 1 && best != nil:
+	case healthy == 1 && p.min <= 1 && best != nil:
 		*dst = <-best.q
 		prov.add(best.info.Name)
 		return true, nil
