@@ -138,6 +138,9 @@ func (r *runner) syncSnap() {
 // run is the source's goroutine. It returns when ctx is done.
 func (r *runner) run(ctx context.Context) {
 	buf := make([]byte, r.gate.w*readWindows)
+	// Raw samples determine the blocks conditioned from them (the HMAC key
+	// is public): wipe the read buffer when the runner stops.
+	defer clear(buf)
 	for ctx.Err() == nil {
 		switch r.State() {
 		case StateQuarantined:
