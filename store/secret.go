@@ -83,6 +83,26 @@ func NewAPIKeySecret(r *Random) (clientID, secret string, hash [SecretHashBytes]
 	return ClientIDPrefix + id, secret, HashSecret(secret), nil
 }
 
+// NewAPIKey validates spec and draws the key's client ID and secret from r:
+// the part of APIKeys.Create every implementation shares. The returned key
+// has no Created time yet; hash is what the store keeps of the secret.
+func NewAPIKey(r *Random, spec APIKeySpec) (k APIKey, secret string, hash [SecretHashBytes]byte, err error) {
+	if err := ValidateTenantID(spec.Tenant); err != nil {
+		return k, "", hash, err
+	}
+	if err := ValidateText("key name", spec.Name, MaxNameBytes); err != nil {
+		return k, "", hash, err
+	}
+	if err := ValidateScopes(spec.Scopes); err != nil {
+		return k, "", hash, err
+	}
+	id, secret, hash, err := NewAPIKeySecret(r)
+	if err != nil {
+		return k, "", hash, err
+	}
+	return APIKey{ClientID: id, Tenant: spec.Tenant, Name: spec.Name, Scopes: Clone(spec.Scopes)}, secret, hash, nil
+}
+
 // HashSecret is how API-key secrets are stored: SHA-256 of the secret
 // string. A slow password hash would add nothing here: the secret is 256
 // uniformly random bits, so it cannot be guessed or looked up in a

@@ -178,24 +178,35 @@ func (s *Service) token(w http.ResponseWriter, r *http.Request) {
 		ExpiresIn: int64(s.opts.AccessTTL.Seconds()), Scope: tok.claims.Scope})
 }
 
-// revoke serves POST /oauth/revoke (RFC 7009). Unknown, malformed and
-// already invalid tokens answer 200, as §2.2 requires; a token the caller
-// may not manage (another subject, or another tenant) is refused.
-func (s *Service) revoke(w http.ResponseWriter, r *http.Request) {
-	if !methodOnly(w, r, http.MethodPost) || !s.allowIP(w, r, RouteRevoke, true) {
-		return
+// tokenRequest reads the common part of a revocation or introspection
+// request (RFC 7009 §2.1, RFC 7662 §2.1): POST, per-IP limit, an
+// authenticated caller and a non-empty token. On false it has answered.
+func (s *Service) tokenRequest(w http.ResponseWriter, r *http.Request, route string) (*caller, string, bool) {
+	if !methodOnly(w, r, http.MethodPost) || !s.allowIP(w, r, route, true) {
+		return nil, "", false
 	}
 	form, ok := s.readForm(w, r, "token", "token_type_hint", "client_id", "client_secret")
 	if !ok {
-		return
+		return nil, "", false
 	}
-	cl, ok := s.authCaller(w, r, form, RouteRevoke)
+	cl, ok := s.authCaller(w, r, form, route)
 	if !ok {
-		return
+		return nil, "", false
 	}
 	tok := form["token"]
 	if tok == "" {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "token is required")
+		return nil, "", false
+	}
+	return cl, tok, true
+}
+
+// revoke serves POST /oauth/revoke (RFC 7009). Unknown, malformed and
+// already invalid tokens answer 200, as §2.2 requires; a token the caller
+// may not manage (another subject, or another tenant) is refused.
+func (s *Service) revoke(w http.ResponseWriter, r *http.Request) {
+	cl, tok, ok := s.tokenRequest(w, r, RouteRevoke)
+	if !ok {
 		return
 	}
 	ctx := r.Context()
@@ -262,20 +273,8 @@ type introspection struct {
 // introspect serves POST /oauth/introspect (RFC 7662). The caller must
 // authenticate; tokens it may not manage answer {"active":false}.
 func (s *Service) introspect(w http.ResponseWriter, r *http.Request) {
-	if !methodOnly(w, r, http.MethodPost) || !s.allowIP(w, r, RouteIntrospect, true) {
-		return
-	}
-	form, ok := s.readForm(w, r, "token", "token_type_hint", "client_id", "client_secret")
+	cl, tok, ok := s.tokenRequest(w, r, RouteIntrospect)
 	if !ok {
-		return
-	}
-	cl, ok := s.authCaller(w, r, form, RouteIntrospect)
-	if !ok {
-		return
-	}
-	tok := form["token"]
-	if tok == "" {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "token is required")
 		return
 	}
 	writeJSON(w, http.StatusOK, s.inspect(r.Context(), cl, tok))

@@ -275,20 +275,11 @@ func getKey(tx *bbolt.Tx, id string) (apiKeyDoc, bool, error) {
 }
 
 func (s apikeys) Create(ctx context.Context, spec store.APIKeySpec) (store.APIKey, string, error) {
-	if err := store.ValidateTenantID(spec.Tenant); err != nil {
-		return store.APIKey{}, "", errf("create key: %w", err)
-	}
-	if err := store.ValidateText("key name", spec.Name, store.MaxNameBytes); err != nil {
-		return store.APIKey{}, "", errf("create key: %w", err)
-	}
-	if err := store.ValidateScopes(spec.Scopes); err != nil {
-		return store.APIKey{}, "", errf("create key: %w", err)
-	}
-	id, secret, hash, err := store.NewAPIKeySecret(s.db.rand)
+	k, secret, hash, err := store.NewAPIKey(s.db.rand, spec)
 	if err != nil {
 		return store.APIKey{}, "", errf("create key: %w", err)
 	}
-	k := store.APIKey{ClientID: id, Tenant: spec.Tenant, Name: spec.Name, Scopes: store.Clone(spec.Scopes)}
+	id := k.ClientID
 	defer s.db.keys.invalidate(id)
 	err = s.db.update(ctx, func(tx *bbolt.Tx) error {
 		if !tenantExists(tx, spec.Tenant) {

@@ -365,19 +365,11 @@ func (s tenants) List(ctx context.Context) ([]store.Tenant, error) {
 type apikeys struct{ db *DB }
 
 func (s apikeys) Create(ctx context.Context, spec store.APIKeySpec) (store.APIKey, string, error) {
-	if err := store.ValidateTenantID(spec.Tenant); err != nil {
-		return store.APIKey{}, "", errf("create key: %w", err)
-	}
-	if err := store.ValidateText("key name", spec.Name, store.MaxNameBytes); err != nil {
-		return store.APIKey{}, "", errf("create key: %w", err)
-	}
-	if err := store.ValidateScopes(spec.Scopes); err != nil {
-		return store.APIKey{}, "", errf("create key: %w", err)
-	}
-	id, secret, hash, err := store.NewAPIKeySecret(s.db.rand)
+	k, secret, hash, err := store.NewAPIKey(s.db.rand, spec)
 	if err != nil {
 		return store.APIKey{}, "", errf("create key: %w", err)
 	}
+	id := k.ClientID
 	if err := s.db.lock(ctx); err != nil {
 		return store.APIKey{}, "", err
 	}
@@ -388,7 +380,7 @@ func (s apikeys) Create(ctx context.Context, spec store.APIKeySpec) (store.APIKe
 	if _, ok := s.db.apikeys[id]; ok {
 		return store.APIKey{}, "", errf("key %q: %w", id, store.ErrExists)
 	}
-	k := store.APIKey{ClientID: id, Tenant: spec.Tenant, Name: spec.Name, Scopes: store.Clone(spec.Scopes), Created: s.db.now().UTC()}
+	k.Created = s.db.now().UTC()
 	s.db.apikeys[id] = keyRec{k: k, hash: hash}
 	return cloneKey(k), secret, nil
 }
