@@ -59,6 +59,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -350,7 +351,7 @@ func (s *Source) ModemLines() string { s.pmu.Lock(); defer s.pmu.Unlock(); retur
 // number matches (and whose VID:PID fits the profile, if it has IDs).
 func (s *Source) resolve() (path, serialNo string, err error) {
 	if s.cfg.device != "" {
-		return s.cfg.device, "", nil
+		return s.cfg.device, usbSerialOf(s.cfg.device), nil
 	}
 	ports, err := listPorts()
 	if err != nil {
@@ -370,6 +371,34 @@ func (s *Source) resolve() (path, serialNo string, err error) {
 		return p.Name, p.SerialNumber, nil
 	}
 	return "", "", fmt.Errorf("drivers/serialrng: %w: no %s with USB serial %q", ErrNotFound, s.cfg.prof.name, s.cfg.serial)
+}
+
+// usbSerialOf returns the USB serial number of the port at path (a tty or a
+// symlink to one, such as the udev rule's /dev/truerng0), so a source opened
+// by path still reports its serial; "" when the port is not a USB device or
+// enumeration fails (a pty, a host without sysfs).
+func usbSerialOf(path string) string {
+	want := path
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		want = r
+	}
+	ports, err := listPorts()
+	if err != nil {
+		return ""
+	}
+	for _, p := range ports {
+		if p == nil || !p.IsUSB {
+			continue
+		}
+		name := p.Name
+		if r, err := filepath.EvalSymlinks(name); err == nil {
+			name = r
+		}
+		if name == want {
+			return p.SerialNumber
+		}
+	}
+	return ""
 }
 
 // typeOpenErr types an open failure.

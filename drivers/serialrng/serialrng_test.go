@@ -290,6 +290,13 @@ func TestDriver_DiscoverAndSerialSelector(t *testing.T) {
 		t.Errorf("serial selector opened %+v", s.Info())
 	}
 	drivertest.ReadFull(t, s, 100)
+	s.Close()
+	// Opened by path, the source still reports the USB serial of its port.
+	byPath := mustOpen(t, drivers.Params{"profile": "truerng", "device": d.Path(), "require_dtr": false})
+	if got := byPath.Info().Serial; got != "TR123" {
+		t.Errorf("opened by path: serial %q, want TR123 from the enumerator", got)
+	}
+	byPath.Close()
 	if _, err := openSerial(t, drivers.Params{"profile": "onerng", "serial": "TR123"}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("serial of a TrueRNG with profile onerng: %v; want ErrNotFound", err)
 	}
