@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -54,7 +55,7 @@ commands:
   key list [-tenant ID]
   key revoke CLIENT_ID
   token revoke (TOKEN | - | -jti JTI [-until RFC3339])   "-" reads the token from stdin
-  audit verify                            exit status 1 if the chain is broken
+  audit verify [-anchor SEQ:HASH]         exit status 1 if the chain is broken or lacks the anchor
   backup FILE                             consistent copy of the database
 
 -json prints machine-readable output; -socket defaults to $QRNGD_ADMIN_SOCKET or ` + DefaultSocket + `
@@ -546,16 +547,32 @@ func (c *cli) tokenRevoke(args []string) error {
 var errAuditBroken = errors.New("audit chain broken")
 
 func (c *cli) auditVerify(args []string) error {
-	if _, err := c.parse("audit verify", args, 0, nil); err != nil {
+	var anchor string
+	if _, err := c.parse("audit verify", args, 0, func(fs *flag.FlagSet) {
+		fs.StringVar(&anchor, "anchor", "", "SEQ:HASH of a head printed by an earlier verify, kept off this host")
+	}); err != nil {
 		return err
 	}
+	var in any
+	if anchor != "" {
+		seqText, hash, ok := strings.Cut(anchor, ":")
+		seq, err := strconv.ParseUint(seqText, 10, 64)
+		if !ok || err != nil || seq == 0 {
+			return usagef("audit verify: -anchor wants SEQ:HASH as printed by audit verify, got %q", anchor)
+		}
+		in = admin.AuditVerifyRequest{Anchor: &admin.AuditAnchor{Seq: seq, Hash: hash}}
+	}
 	var out admin.AuditResult
-	if err := c.call(http.MethodPost, "/v1/audit/verify", nil, &out); err != nil {
+	if err := c.call(http.MethodPost, "/v1/audit/verify", in, &out); err != nil {
 		return err
 	}
 	if err := c.emit(out, func(w io.Writer) {
 		if out.OK {
 			fmt.Fprintf(w, "audit chain OK: %d records verified\n", out.Records)
+			if out.Head != nil {
+				fmt.Fprintf(w, "head %d:%s (keep it off this host; `audit verify -anchor %d:%s` later proves the log was not cut back or rewritten)\n",
+					out.Head.Seq, out.Head.Hash, out.Head.Seq, out.Head.Hash)
+			}
 		} else {
 			fmt.Fprintf(w, "audit chain BROKEN at seq %d: %s (%d records verified before it)\n", out.Error.Seq, out.Error.Reason, out.Records)
 		}

@@ -402,3 +402,41 @@ func TestAdmin_Socket(t *testing.T) {
 		t.Fatal("regular file replaced by the socket")
 	}
 }
+
+// TestCLI_AuditVerify_Anchor: the head a verification prints is an anchor;
+// a later verification given it passes while the log only grew, and fails
+// when the anchored record is gone (log cut back) or differs (rewritten).
+func TestCLI_AuditVerify_Anchor(t *testing.T) {
+	d := startDaemon(t, t.TempDir())
+	d.mustCtl("", "tenant", "add", "t0")
+	d.mustCtl("", "tenant", "add", "t1")
+	var first admin.AuditResult
+	d.ctlJSON(&first, "audit", "verify")
+	if !first.OK || first.Head == nil || first.Head.Seq != first.Records {
+		t.Fatalf("verify: %+v", first)
+	}
+	anchor := fmt.Sprintf("%d:%s", first.Head.Seq, first.Head.Hash)
+	if out := d.mustCtl("", "audit", "verify"); !strings.Contains(out, "head "+anchor) {
+		t.Fatalf("verify does not print the head %s:\n%s", anchor, out)
+	}
+
+	d.mustCtl("", "tenant", "add", "t2")
+	if out := d.mustCtl("", "audit", "verify", "-anchor", anchor); !strings.Contains(out, "audit chain OK") {
+		t.Fatalf("a grown log fails its anchor:\n%s", out)
+	}
+
+	other := strings.Repeat("0", 64)
+	out, err := d.ctl("", "audit", "verify", "-anchor", fmt.Sprintf("%d:%s", first.Head.Seq, other))
+	if !errors.Is(err, errAuditBroken) || !strings.Contains(out, "rewritten") {
+		t.Fatalf("anchor with another hash: %v\n%s", err, out)
+	}
+	out, err = d.ctl("", "audit", "verify", "-anchor", fmt.Sprintf("%d:%s", first.Head.Seq+100, first.Head.Hash))
+	if !errors.Is(err, errAuditBroken) || !strings.Contains(out, "cut back") {
+		t.Fatalf("anchor past the end of the log: %v\n%s", err, out)
+	}
+	for _, bad := range []string{"x", "0:" + other, "3", "3:zz"} {
+		if out, err := d.ctl("", "audit", "verify", "-anchor", bad); err == nil {
+			t.Errorf("-anchor %q accepted:\n%s", bad, out)
+		}
+	}
+}

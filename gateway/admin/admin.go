@@ -18,7 +18,7 @@
 //	POST   /v1/keys                    {"tenant","name","scopes"} → {"key","client_secret"}
 //	POST   /v1/keys/{id}/revoke
 //	POST   /v1/tokens/revoke           {"token"} or {"jti","until"}
-//	POST   /v1/audit/verify            {"ok","records","error":{"seq","reason"}}
+//	POST   /v1/audit/verify            [{"anchor":{"seq","hash"}}] → {"ok","records","head":{"seq","hash"},"error":{"seq","reason"}}
 //	GET    /v1/backup                  application/octet-stream: a consistent qrngd.db
 package admin
 
@@ -508,7 +508,29 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 type AuditResult struct {
 	OK      bool        `json:"ok"`
 	Records uint64      `json:"records"`
+	Head    *AuditHead  `json:"head,omitempty"` // the last record, when the chain verifies
 	Error   *AuditBreak `json:"error,omitempty"`
+}
+
+// AuditHead names one record of the chain by sequence number and hash. The
+// head printed by a verification, kept off the host, is an anchor: a later
+// verification given it proves that the chain still holds that record, so
+// the log was neither cut back nor rewritten from there (the chain alone
+// cannot show that: whoever can write the file can rebuild every hash).
+type AuditHead struct {
+	Seq  uint64     `json:"seq"`
+	Hash store.Hash `json:"hash"`
+}
+
+// AuditVerifyRequest is the optional body of POST /v1/audit/verify.
+type AuditVerifyRequest struct {
+	Anchor *AuditAnchor `json:"anchor,omitempty"`
+}
+
+// AuditAnchor is an AuditHead recorded earlier, hash in hex.
+type AuditAnchor struct {
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
 }
 
 // AuditBreak locates a broken chain.
@@ -518,17 +540,70 @@ type AuditBreak struct {
 }
 
 func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) {
-	n, err := s.o.Store.Audit().Verify(r.Context())
+	var req AuditVerifyRequest
+	if r.ContentLength != 0 && !decode(w, r, &req) {
+		return
+	}
+	var anchor store.Hash
+	if a := req.Anchor; a != nil {
+		b, err := hex.DecodeString(a.Hash)
+		if err != nil || len(b) != len(anchor) || a.Seq == 0 {
+			fail(w, http.StatusBadRequest, "bad_request", "anchor: want a sequence number ≥ 1 and a 64-digit hex hash")
+			return
+		}
+		copy(anchor[:], b)
+	}
+	ctx := r.Context()
+	n, err := s.o.Store.Audit().Verify(ctx)
 	var ce *store.AuditChainError
 	switch {
 	case err == nil:
-		writeJSON(w, http.StatusOK, AuditResult{OK: true, Records: n})
+		res := AuditResult{OK: true, Records: n}
+		if n > 0 {
+			head, err := s.auditRecord(ctx, n)
+			if err != nil {
+				s.storeFail(w, r, err)
+				return
+			}
+			res.Head = &AuditHead{Seq: head.Seq, Hash: head.Hash}
+		}
+		if a := req.Anchor; a != nil {
+			rec, err := s.auditRecord(ctx, a.Seq)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				res.OK, res.Head = false, nil
+				res.Error = &AuditBreak{Seq: a.Seq, Reason: "the anchor's record is gone: the log was cut back or rebuilt"}
+			case err != nil:
+				s.storeFail(w, r, err)
+				return
+			case rec.Hash != anchor:
+				res.OK, res.Head = false, nil
+				res.Error = &AuditBreak{Seq: a.Seq, Reason: "the anchor's record has another hash: the log was rewritten"}
+			}
+			if !res.OK {
+				s.log.ErrorContext(ctx, "audit chain does not hold its anchor", "seq", a.Seq, "reason", res.Error.Reason)
+			}
+		}
+		writeJSON(w, http.StatusOK, res)
 	case errors.As(err, &ce):
 		s.log.ErrorContext(r.Context(), "audit chain broken", "seq", ce.Seq, "reason", ce.Reason)
 		writeJSON(w, http.StatusOK, AuditResult{OK: false, Records: n, Error: &AuditBreak{Seq: ce.Seq, Reason: ce.Reason}})
 	default:
 		s.storeFail(w, r, err)
 	}
+}
+
+// auditRecord returns the record with sequence number seq; ErrNotFound
+// when there is none.
+func (s *Server) auditRecord(ctx context.Context, seq uint64) (store.AuditRecord, error) {
+	recs, err := s.o.Store.Audit().List(ctx, seq-1, 1)
+	if err != nil {
+		return store.AuditRecord{}, err
+	}
+	if len(recs) == 0 || recs[0].Seq != seq {
+		return store.AuditRecord{}, fmt.Errorf("audit record %d: %w", seq, store.ErrNotFound)
+	}
+	return recs[0], nil
 }
 
 func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
