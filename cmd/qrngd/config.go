@@ -83,6 +83,9 @@ type MCPConfig struct {
 	// public Host header to a loopback listener (go-sdk refuses that
 	// otherwise, as a DNS-rebinding guard).
 	DisableLoopbackHostCheck bool
+	// ToolLimit and SessionLimit are per token subject (nil: gateway/mcp's
+	// defaults, 10 calls/s burst 20 and 1 initialize per 10 s burst 10).
+	ToolLimit, SessionLimit *ratelimit.Options
 }
 
 // PoolConfig is the `pool:` section.
@@ -112,6 +115,7 @@ type HTTPConfig struct {
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
 	MaxBodyBytes      int64
+	MaxInFlightBytes  int64 // memory /v1/random answers may hold at once; 0 = gateway default
 }
 
 const (
@@ -500,6 +504,11 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 					d.integer(v, p, &n, 1024, 16<<20)
 					h.MaxBodyBytes = int64(n)
 				},
+				"max_in_flight_bytes": func(v *yaml.Node, p string) {
+					var n int
+					d.integer(v, p, &n, 3<<20, 1<<34)
+					h.MaxInFlightBytes = int64(n)
+				},
 			}, nil)
 		},
 		"auth": func(v *yaml.Node, p string) { d.auth(v, p, &c.Auth) },
@@ -783,5 +792,23 @@ func (d *decoder) mcp(n *yaml.Node, path string, m *MCPConfig) {
 			d.integer(v, p, &n, 1024, 16<<20)
 			m.MaxBodyBytes = int64(n)
 		},
+		"tool_limit":    func(v *yaml.Node, p string) { m.ToolLimit = d.rateBurst(v, p) },
+		"session_limit": func(v *yaml.Node, p string) { m.SessionLimit = d.rateBurst(v, p) },
 	}, nil)
+}
+
+// rateBurst decodes {rate, burst}: a token bucket per principal (rate in
+// events per second, both required).
+func (d *decoder) rateBurst(n *yaml.Node, path string) *ratelimit.Options {
+	var o ratelimit.Options
+	var rateSet, burstSet bool
+	d.mapping(n, path, map[string]func(*yaml.Node, string){
+		"rate":  func(v *yaml.Node, p string) { d.float(v, p, &o.Rate, 0.001, 1e6); rateSet = true },
+		"burst": func(v *yaml.Node, p string) { d.integer(v, p, &o.Burst, 1, 1e6); burstSet = true },
+	}, nil)
+	if !rateSet || !burstSet {
+		d.fail(n, path, "want both rate and burst")
+		return nil
+	}
+	return &o
 }

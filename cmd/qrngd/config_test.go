@@ -82,7 +82,7 @@ http:
 	if c.Pool != (PoolConfig{entropy.PolicyOS, 2, 65536, 30 * time.Second, 500 * time.Millisecond}) {
 		t.Errorf("pool: %+v", c.Pool)
 	}
-	if c.HTTP != (HTTPConfig{3 * time.Second, 20 * time.Second, 40 * time.Second, time.Minute, 5 * time.Second, 2048}) {
+	if c.HTTP != (HTTPConfig{3 * time.Second, 20 * time.Second, 40 * time.Second, time.Minute, 5 * time.Second, 2048, 0}) {
 		t.Errorf("http: %+v", c.HTTP)
 	}
 	a, b := c.Sources[0], c.Sources[1]
@@ -166,6 +166,9 @@ func TestConfig_Invalid(t *testing.T) {
 		{"mcp origin path", validBase + "mcp:\n  allowed_origins: [\"https://a.example/x\"]\n", `7: mcp.allowed_origins[0]: "https://a.example/x" is not an origin`},
 		{"mcp stateless", validBase + "mcp:\n  stateless: 1\n", `7: mcp.stateless: want true or false, got "1"`},
 		{"mcp body", validBase + "mcp:\n  max_body_bytes: 10\n", `7: mcp.max_body_bytes: 10 is out of range 1024..16777216`},
+		{"mcp tool limit half", validBase + "mcp:\n  tool_limit: {rate: 5}\n", `7: mcp.tool_limit: want both rate and burst`},
+		{"mcp session limit key", validBase + "mcp:\n  session_limit: {rate: 1, burst: 2, per: 1m}\n", `7: mcp.session_limit.per: unknown key (known: burst, rate)`},
+		{"http in flight", validBase + "http:\n  max_in_flight_bytes: 1024\n", `7: http.max_in_flight_bytes: 1024 is out of range 3145728..17179869184`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := writeConfig(t, tc.body)
@@ -270,6 +273,10 @@ mcp:
   json_response: true
   session_idle_timeout: 2m
   max_body_bytes: 4096
+  tool_limit: {rate: 2.5, burst: 4}
+  session_limit: {rate: 0.5, burst: 3}
+http:
+  max_in_flight_bytes: 8388608
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -289,6 +296,13 @@ mcp:
 	m := c.MCP
 	if len(m.AllowedOrigins) != 2 || !m.Stateless || !m.DisableLoopbackHostCheck || !m.JSONResponse || m.SessionIdleTimeout != 2*time.Minute || m.MaxBodyBytes != 4096 {
 		t.Errorf("mcp: %+v", m)
+	}
+	if m.ToolLimit == nil || m.ToolLimit.Rate != 2.5 || m.ToolLimit.Burst != 4 ||
+		m.SessionLimit == nil || m.SessionLimit.Rate != 0.5 || m.SessionLimit.Burst != 3 {
+		t.Errorf("mcp limits: tool %+v session %+v", m.ToolLimit, m.SessionLimit)
+	}
+	if c.HTTP.MaxInFlightBytes != 8<<20 {
+		t.Errorf("http.max_in_flight_bytes = %d", c.HTTP.MaxInFlightBytes)
 	}
 	c, err = ParseConfig("min.yaml", []byte(validBase))
 	if err != nil {

@@ -271,13 +271,14 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		}, func() float64 { return float64(osr.Bytes()) }))
 
 	gwOpts := &gateway.Options{
-		Entropy:         eng,
-		Logger:          log.With("component", "gateway"),
-		Version:         buildVersion(),
-		Registry:        reg,
-		MaxRequestBytes: cfg.HTTP.MaxBodyBytes,
-		FullWait:        cfg.Pool.FullWait,
-		RetryAfter:      time.Second,
+		Entropy:          eng,
+		Logger:           log.With("component", "gateway"),
+		Version:          buildVersion(),
+		Registry:         reg,
+		MaxRequestBytes:  cfg.HTTP.MaxBodyBytes,
+		MaxInFlightBytes: cfg.HTTP.MaxInFlightBytes,
+		FullWait:         cfg.Pool.FullWait,
+		RetryAfter:       time.Second,
 	}
 	// streamsCtx ends the MCP SSE GET streams when the HTTP server shuts
 	// down: they last as long as their session, and Shutdown would wait
@@ -443,6 +444,8 @@ func buildAuth(cfg *Config, issuer string, eng *entropy.Engine, db *bolt.DB, log
 		MaxBodyBytes:             cfg.MCP.MaxBodyBytes,
 		ClockSkew:                cfg.Auth.Leeway,
 		DisableLoopbackHostCheck: cfg.MCP.DisableLoopbackHostCheck,
+		RateLimit:                cfg.MCP.ToolLimit,
+		SessionRateLimit:         cfg.MCP.SessionLimit,
 		Version:                  buildVersion(),
 	})
 	if err != nil {
