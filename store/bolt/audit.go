@@ -7,31 +7,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"runtime"
 	"slices"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/qrngd/qrngd/store"
 )
-
-// committer is the audit log's group commit: one goroutine takes every
-// append waiting at that moment (up to max), writes them in one bbolt
-// transaction (one fsync) and then answers each. There is no artificial
-// delay: while one commit is on disk the next batch gathers.
-type committer struct {
-	db   *DB
-	max  int
-	reqs chan *appendReq
-	quit chan struct{}
-	done chan struct{}
-
-	commits, records atomic.Uint64 // successful group commits and the records in them
-	wall             atomic.Int64  // nanoseconds spent in those commits
-}
 
 type appendReq struct {
 	pre  preparedEvent
@@ -137,95 +120,6 @@ func (r *appendReq) seal(seq uint64, ns int64, prev store.Hash) []byte {
 	return append(v, `"}`...)
 }
 
-func startCommitter(db *DB, max int) *committer {
-	c := &committer{db: db, max: max, reqs: make(chan *appendReq), quit: make(chan struct{}), done: make(chan struct{})}
-	go c.run()
-	return c
-}
-
-func (c *committer) stop() {
-	close(c.quit)
-	<-c.done
-}
-
-func (c *committer) run() {
-	defer close(c.done)
-	batch := make([]*appendReq, 0, c.max)
-	for {
-		select {
-		case r := <-c.reqs:
-			batch = append(batch[:0], r)
-			c.gather(&batch)
-			c.commit(batch)
-			clear(batch)
-		case <-c.quit:
-			return
-		}
-	}
-}
-
-// gather takes every append already waiting. Callers just answered by the
-// previous commit are usually runnable but not yet at the channel, so it
-// yields the processor while that brings in more (a few rounds at most,
-// no timer): batches get about twice as large at 32 clients.
-func (c *committer) gather(batch *[]*appendReq) {
-	for yields := 0; len(*batch) < c.max; {
-		select {
-		case r := <-c.reqs:
-			*batch = append(*batch, r)
-			continue
-		default:
-		}
-		if yields == maxGatherYields {
-			return
-		}
-		n := len(*batch)
-		runtime.Gosched()
-		yields++
-		select {
-		case r := <-c.reqs:
-			*batch = append(*batch, r)
-		default:
-			if len(*batch) == n {
-				return // nobody arrived while we yielded
-			}
-		}
-	}
-}
-
-const maxGatherYields = 8
-
-func (c *committer) commit(batch []*appendReq) {
-	start := time.Now()
-	err := c.db.db.Update(func(tx *bbolt.Tx) error {
-		seq, prev, err := readHead(tx)
-		if err != nil {
-			return err
-		}
-		ns := c.db.now().UnixNano() // one time for the batch: one commit
-		b := tx.Bucket(bktAudit)
-		for _, r := range batch {
-			seq++
-			if err := b.Put(seqKey(seq), r.seal(seq, ns, prev)); err != nil {
-				return err
-			}
-			prev = r.hash
-		}
-		head := make([]byte, 8, 40)
-		binary.BigEndian.PutUint64(head, seq)
-		return tx.Bucket(bktMeta).Put(keyAuditHead, append(head, prev[:]...))
-	})
-	if err == nil {
-		c.commits.Add(1)
-		c.records.Add(uint64(len(batch)))
-		c.wall.Add(int64(time.Since(start)))
-	}
-	for _, r := range batch {
-		r.err = c.db.mapErr(err)
-		close(r.done)
-	}
-}
-
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
 func readHead(tx *bbolt.Tx) (uint64, store.Hash, error) {
@@ -281,6 +175,9 @@ func (s auditLog) List(ctx context.Context, after uint64, limit int) ([]store.Au
 		return nil, errf("audit list: %w: limit %d outside 1..%d", store.ErrInvalid, limit, store.MaxAuditList)
 	}
 	out := []store.AuditRecord{}
+	if err := s.db.flushAudit(ctx); err != nil {
+		return nil, errf("audit list: %w", err)
+	}
 	err := s.db.view(ctx, func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bktAudit).Cursor()
 		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
@@ -301,6 +198,9 @@ func (s auditLog) List(ctx context.Context, after uint64, limit int) ([]store.Au
 func (s auditLog) Verify(ctx context.Context) (uint64, error) {
 	var v store.ChainVerifier
 	var chainErr error
+	if err := s.db.flushAudit(ctx); err != nil {
+		return 0, errf("audit verify: %w", err)
+	}
 	err := s.db.view(ctx, func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bktAudit).Cursor()
 		i := 0

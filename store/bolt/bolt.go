@@ -1,11 +1,16 @@
 // Package bolt is the production store: every store of package store in
-// one bbolt file, qrngd.db, in the data directory.
+// one bbolt file, qrngd.db, in the data directory. Audit records are
+// acknowledged from a write-ahead file beside it, qrngd.audit-wal (one
+// write and one fdatasync per group), and copied into qrngd.db in the
+// background; readers of the log and Backup wait for that copy, and Open
+// finishes it after a crash (see AuditWALName).
 //
 // The file is opened with a one-second lock timeout (a second qrngd on the
 // same directory fails instead of hanging), all buckets are created in one
 // transaction at open, and fsync is never disabled: a write method returns
-// nil only after its transaction committed to disk. Byte slices are copied
-// out of transactions before use.
+// nil only after its transaction committed to disk (an audit append: after
+// its WAL group was fdatasynced). Byte slices are copied out of
+// transactions before use.
 package bolt
 
 import (
@@ -85,7 +90,8 @@ type DB struct {
 }
 
 // Open opens (creating if needed) dir/qrngd.db with mode 0600, creates all
-// buckets, and rebuilds the revocation index.
+// buckets, rebuilds the revocation index, and copies into qrngd.db any
+// audit records still only in dir/AuditWALName (see there).
 func Open(dir string, opts *Options) (*DB, error) {
 	if opts == nil || opts.Rand == nil {
 		return nil, fmt.Errorf("store/bolt: %w: Options.Rand is required", store.ErrInvalid)
@@ -126,6 +132,12 @@ func Open(dir string, opts *Options) (*DB, error) {
 	if err == nil {
 		err = db.rev.load(bdb)
 	}
+	var wal *os.File
+	var seq uint64
+	var head store.Hash
+	if err == nil {
+		wal, seq, head, err = openWAL(db, dir)
+	}
 	if err != nil {
 		bdb.Close()
 		return nil, fmt.Errorf("store/bolt: open %s: %w", path, err)
@@ -134,12 +146,13 @@ func Open(dir string, opts *Options) (*DB, error) {
 	if max == 0 {
 		max = 1024
 	}
-	db.audit = startCommitter(db, max)
+	db.audit = startCommitter(db, max, wal, seq, head)
 	return db, nil
 }
 
 // Close stops the audit committer (pending appends fail with
-// store.ErrClosed) and closes the file. Closing twice is a no-op.
+// store.ErrClosed; those already written are synced, answered and copied
+// into qrngd.db) and closes the files. Closing twice is a no-op.
 func (db *DB) Close() error {
 	if db.closed.Swap(true) {
 		return nil
@@ -177,10 +190,10 @@ func (db *DB) Keys() store.SigningKeys { return signing{db} }
 
 // Stats are counters for metrics.
 type Stats struct {
-	AuditCommits uint64 // group commits of the audit log since Open
+	AuditCommits uint64 // group commits (one WAL write and one fdatasync each) since Open
 	AuditRecords uint64 // records in those commits
-	// AuditCommitTime is the wall time spent in those commits (the bbolt
-	// transaction: page writes and both fdatasyncs).
+	// AuditCommitTime is the summed wall time of those commits (the write
+	// and the fdatasync).
 	AuditCommitTime time.Duration
 	Revocations     int // distinct jtis in the revocation index
 }
@@ -196,10 +209,15 @@ func (db *DB) Stats() Stats {
 
 // Backup writes a consistent copy of the whole database to w while the
 // store stays in use (bbolt Tx.WriteTo in a read transaction) and returns
-// the bytes written. The copy is a valid qrngd.db. While it runs, a write
-// that must grow the file waits for it (bbolt cannot remap under a reader).
+// the bytes written. It first waits until every audit record acknowledged
+// so far is in qrngd.db, so the copy holds the whole log up to then. The
+// copy is a valid qrngd.db. While it runs, a write that must grow the file
+// waits for it (bbolt cannot remap under a reader).
 func (db *DB) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	var n int64
+	if err := db.flushAudit(ctx); err != nil {
+		return 0, fmt.Errorf("store/bolt: backup: %w", err)
+	}
 	err := db.view(ctx, func(tx *bbolt.Tx) error {
 		var err error
 		n, err = tx.WriteTo(ctxWriter{ctx, w})
@@ -214,6 +232,9 @@ func (db *DB) Backup(ctx context.Context, w io.Writer) (int64, error) {
 // Check runs bbolt's consistency check over the whole file and returns the
 // first problem found.
 func (db *DB) Check(ctx context.Context) error {
+	if err := db.flushAudit(ctx); err != nil { // the audit applier is idle after this unless more appends come
+		return fmt.Errorf("store/bolt: check: %w", err)
+	}
 	return db.view(ctx, func(tx *bbolt.Tx) error {
 		var first error
 		for err := range tx.Check() { // drain fully: the checker goroutine sends every error
@@ -269,6 +290,14 @@ func (db *DB) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
 		return err
 	}
 	return db.mapErr(db.db.Update(fn))
+}
+
+// flushAudit waits until every acknowledged audit record is in bbolt.
+func (db *DB) flushAudit(ctx context.Context) error {
+	if err := db.check(ctx); err != nil {
+		return err
+	}
+	return db.audit.flush(ctx)
 }
 
 func u64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
