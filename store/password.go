@@ -155,6 +155,30 @@ func (h *PasswordHasher) Verify(ctx context.Context, encoded, password string) (
 // randomness because its result is never stored or compared.
 var dummySalt = []byte("qrngd-dummy-salt")
 
+// Authenticate applies the Users.Authenticate rules to a looked-up user
+// record, for every Users implementation: an unknown user (found false)
+// costs one dummy argon2id run and gets ErrBadCredentials, exactly like a
+// wrong password; ErrDisabled comes only after a correct password. rehash
+// reports a hash made with other parameters than the current ones.
+func (h *PasswordHasher) Authenticate(ctx context.Context, found bool, encoded, password string, disabled bool) (rehash bool, err error) {
+	if !found {
+		if err := h.VerifyDummy(ctx, password); err != nil {
+			return false, err
+		}
+		return false, ErrBadCredentials
+	}
+	match, rehash, err := h.Verify(ctx, encoded, password)
+	switch {
+	case err != nil:
+		return false, err
+	case !match:
+		return false, ErrBadCredentials
+	case disabled:
+		return false, ErrDisabled
+	}
+	return rehash, nil
+}
+
 // VerifyDummy spends the same work as Verify with the current parameters
 // and matches nothing; use it for unknown users so that response time does
 // not reveal which usernames exist.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -172,21 +173,9 @@ func (s users) Authenticate(ctx context.Context, username, password string) (sto
 	if err != nil {
 		return store.User{}, errf("authenticate: %w", err)
 	}
-	if !ok {
-		if err := s.db.hasher.VerifyDummy(ctx, password); err != nil {
-			return store.User{}, errf("authenticate: %w", err)
-		}
-		return store.User{}, errf("authenticate: %w", store.ErrBadCredentials)
-	}
-	match, rehash, err := s.db.hasher.Verify(ctx, d.Hash, password)
+	rehash, err := s.db.hasher.Authenticate(ctx, ok, d.Hash, password, d.Disabled)
 	if err != nil {
-		return store.User{}, errf("authenticate %q: %w", username, err)
-	}
-	if !match {
-		return store.User{}, errf("authenticate: %w", store.ErrBadCredentials)
-	}
-	if d.Disabled {
-		return store.User{}, errf("authenticate %q: %w", username, store.ErrDisabled)
+		return store.User{}, authErr(username, err)
 	}
 	if rehash {
 		old := d.Hash
@@ -387,4 +376,13 @@ func (s apikeys) Authenticate(ctx context.Context, clientID, secret string) (sto
 	k := e.key
 	k.Scopes = store.Clone(k.Scopes)
 	return k, nil
+}
+
+// authErr wraps an Authenticate failure; a username appears only when the
+// password was right (an unknown name may be a mistyped password).
+func authErr(username string, err error) error {
+	if errors.Is(err, store.ErrBadCredentials) {
+		return errf("authenticate: %w", err)
+	}
+	return errf("authenticate %q: %w", username, err)
 }

@@ -6,6 +6,7 @@ package mem
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -289,21 +290,9 @@ func (s users) Authenticate(ctx context.Context, username, password string) (sto
 	}
 	r, ok := s.db.users[username]
 	s.db.mu.RUnlock()
-	if !ok {
-		if err := s.db.hasher.VerifyDummy(ctx, password); err != nil {
-			return store.User{}, errf("authenticate: %w", err)
-		}
-		return store.User{}, errf("authenticate: %w", store.ErrBadCredentials)
-	}
-	match, rehash, err := s.db.hasher.Verify(ctx, r.hash, password)
+	rehash, err := s.db.hasher.Authenticate(ctx, ok, r.hash, password, r.u.Disabled)
 	if err != nil {
-		return store.User{}, errf("authenticate %q: %w", username, err)
-	}
-	if !match {
-		return store.User{}, errf("authenticate: %w", store.ErrBadCredentials)
-	}
-	if r.u.Disabled {
-		return store.User{}, errf("authenticate %q: %w", username, store.ErrDisabled)
+		return store.User{}, authErr(username, err)
 	}
 	if rehash {
 		if h, err := s.db.hasher.Hash(ctx, password); err == nil {
@@ -806,4 +795,13 @@ func (s signing) Public(ctx context.Context) ([]store.KeyInfo, error) {
 	}
 	store.SortKeys(out)
 	return out, nil
+}
+
+// authErr wraps an Authenticate failure; a username appears only when the
+// password was right (an unknown name may be a mistyped password).
+func authErr(username string, err error) error {
+	if errors.Is(err, store.ErrBadCredentials) {
+		return errf("authenticate: %w", err)
+	}
+	return errf("authenticate %q: %w", username, err)
 }
