@@ -251,7 +251,11 @@ func (s *Service) parserNoLimit(tok string) (*Claims, error) {
 	c := new(Claims)
 	_, err := s.parser.ParseWithClaims(tok, c, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
-		return s.keys.verifyKey(context.Background(), kid, t.Method.Alg())
+		pk, err := s.keys.verifyKey(context.Background(), kid, t.Method.Alg())
+		if err != nil {
+			return nil, err
+		}
+		return pk.PublicKey, nil
 	})
 	return c, err
 }

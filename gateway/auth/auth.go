@@ -186,9 +186,10 @@ type Service struct {
 	mcpPath   string
 	resources []string
 
-	parser *jwt.Parser
-	keys   *keyring
-	hdrs   headerCache // encoded JWS header of the active key
+	parser    *jwt.Parser    // decoding (and, in tests, golang-jwt's own verification)
+	validator *jwt.Validator // the claim rules parse applies after the signature
+	keys      *keyring
+	hdrs      headerCache // encoded JWS header of the active key
 
 	cache   *verifiedCache
 	limits  map[string]*routeLimiter
@@ -292,15 +293,17 @@ func New(opts *Options) (*Service, error) {
 		mcpPath:   strings.TrimSuffix(mu.Path, "/"),
 		resources: dedupe(api, mcpRes),
 	}
-	s.parser = jwt.NewParser(
-		jwt.WithValidMethods([]string{store.AlgEdDSA, store.AlgES256}),
+	claimRules := []jwt.ParserOption{
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithIssuer(iss),
 		jwt.WithLeeway(o.Leeway),
 		jwt.WithTimeFunc(o.Now),
-		jwt.WithStrictDecoding(),
-	)
+	}
+	s.parser = jwt.NewParser(append(claimRules,
+		jwt.WithValidMethods([]string{store.AlgEdDSA, store.AlgES256}),
+		jwt.WithStrictDecoding())...)
+	s.validator = jwt.NewValidator(claimRules...)
 	s.keys = newKeyring(o.Store.Keys(), o.Alg, o.KeyRetire, o.Now)
 	if s.limits, err = buildLimits(o.Limits, o.Now); err != nil {
 		return nil, err

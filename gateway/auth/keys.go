@@ -26,12 +26,12 @@ type keyring struct {
 
 	mu     sync.RWMutex
 	signer *store.SigningKey
-	pub    map[string]store.KeyInfo
+	pub    map[string]*publishedKey
 	miss   map[string]time.Time
 }
 
 func newKeyring(ks store.SigningKeys, alg string, retire time.Duration, now func() time.Time) *keyring {
-	return &keyring{ks: ks, alg: alg, retire: retire, now: now, pub: map[string]store.KeyInfo{}, miss: map[string]time.Time{}}
+	return &keyring{ks: ks, alg: alg, retire: retire, now: now, pub: map[string]*publishedKey{}, miss: map[string]time.Time{}}
 }
 
 // validKID accepts 1..64 characters of [A-Za-z0-9_-] (base64url), the
@@ -74,8 +74,12 @@ func (k *keyring) current(ctx context.Context) (*store.SigningKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway/auth: signing key: %w", err)
 	}
+	pk, err := newPublishedKey(cur.KeyInfo)
+	if err != nil {
+		return nil, err
+	}
 	k.signer = &cur
-	k.pub[cur.KID] = cur.KeyInfo
+	k.pub[cur.KID] = pk
 	return k.signer, nil
 }
 
@@ -94,18 +98,49 @@ func (k *keyring) rotate(ctx context.Context) (store.KeyInfo, error) {
 	// The old key is not zeroed here: a concurrent issuance may still be
 	// signing with it. It becomes garbage once those calls return.
 	k.signer = &cur
-	k.pub = map[string]store.KeyInfo{}
+	k.pub = map[string]*publishedKey{}
 	return info, nil
 }
 
+// publishedKey is a key of the JWKS, prepared for verification.
+type publishedKey struct {
+	store.KeyInfo
+	ed *edPublicKey // AlgEdDSA
+}
+
+func newPublishedKey(info store.KeyInfo) (*publishedKey, error) {
+	pk := &publishedKey{KeyInfo: info}
+	if info.Alg == store.AlgEdDSA {
+		pub, _ := info.PublicKey.(ed25519.PublicKey)
+		ed, err := newEdPublicKey(pub)
+		if err != nil {
+			return nil, fmt.Errorf("gateway/auth: key %s: %w", info.KID, err)
+		}
+		pk.ed = ed
+	}
+	return pk, nil
+}
+
+// verify checks sig over the JWS signing input text with the key's
+// algorithm (the token's alg was matched to the key's by verifyKey).
+func (k *publishedKey) verify(text string, sig []byte) error {
+	if k.Alg == store.AlgEdDSA {
+		if !k.ed.verify([]byte(text), sig) {
+			return jwt.ErrEd25519Verification
+		}
+		return nil
+	}
+	return signingMethod(k.Alg).Verify(text, sig, k.PublicKey)
+}
+
 // verifyKey returns the public key for kid if it is published and of alg.
-func (k *keyring) verifyKey(ctx context.Context, kid, alg string) (any, error) {
+func (k *keyring) verifyKey(ctx context.Context, kid, alg string) (*publishedKey, error) {
 	if !validKID(kid) {
 		return nil, errors.New("kid has characters outside [A-Za-z0-9_-] or a bad length")
 	}
 	now := k.now()
 	k.mu.RLock()
-	info, ok := k.pub[kid]
+	pk, ok := k.pub[kid]
 	missAt, missed := k.miss[kid]
 	k.mu.RUnlock()
 	if !ok {
@@ -113,8 +148,10 @@ func (k *keyring) verifyKey(ctx context.Context, kid, alg string) (any, error) {
 		if missed && now.Sub(missAt) < time.Second {
 			return nil, errors.New("unknown kid")
 		}
-		var err error
-		info, err = k.ks.Get(ctx, kid)
+		info, err := k.ks.Get(ctx, kid)
+		if err == nil {
+			pk, err = newPublishedKey(info)
+		}
 		if err != nil {
 			k.mu.Lock()
 			if len(k.miss) > 1024 {
@@ -128,16 +165,16 @@ func (k *keyring) verifyKey(ctx context.Context, kid, alg string) (any, error) {
 			return nil, err
 		}
 		k.mu.Lock()
-		k.pub[kid] = info
+		k.pub[kid] = pk
 		k.mu.Unlock()
 	}
-	if !info.RemoveAfter.IsZero() && !now.Before(info.RemoveAfter) {
+	if !pk.RemoveAfter.IsZero() && !now.Before(pk.RemoveAfter) {
 		return nil, errors.New("signing key no longer published")
 	}
-	if info.Alg != alg {
-		return nil, fmt.Errorf("kid %s is an %s key, token says %s", kid, info.Alg, alg)
+	if pk.Alg != alg {
+		return nil, fmt.Errorf("kid %s is an %s key, token says %s", kid, pk.Alg, alg)
 	}
-	return info.PublicKey, nil
+	return pk, nil
 }
 
 // JWK is one key of the JWKS (RFC 7517, RFC 8037 for OKP).

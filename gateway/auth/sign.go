@@ -57,7 +57,7 @@ func signToken(hc *headerCache, key *store.SigningKey, c *Claims) (string, error
 	buf = enc.AppendEncode(buf, claims)
 	var sig []byte
 	if priv, ok := key.Private.(ed25519.PrivateKey); ok && key.Alg == store.AlgEdDSA && len(priv) == ed25519.PrivateKeySize {
-		sig = ed25519.Sign(priv, buf) // what jwt's SigningMethodEd25519 does, without copying buf to a string
+		sig = edSign(priv, buf) // the bytes jwt's SigningMethodEd25519 makes, without copying buf to a string
 	} else if sig, err = signingMethod(key.Alg).Sign(string(buf), key.Private); err != nil {
 		return "", err
 	}

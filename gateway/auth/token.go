@@ -155,23 +155,36 @@ func (s *Service) verifySignature(ctx context.Context, token string) (*Claims, e
 	return &cp, nil
 }
 
+// parse verifies token as golang-jwt's Parser.ParseWithClaims does (it
+// too decodes header and claims before checking the signature), with the
+// signature checked by the kid's prepared key (publishedKey.verify) and
+// the claims by the same jwt.Validator options.
 func (s *Service) parse(ctx context.Context, token string) (*Claims, error) {
-	if strings.Count(token, ".") != 2 {
-		return nil, fmt.Errorf("%w: not a JWS compact serialization", ErrInvalidToken)
-	}
 	c := new(Claims)
-	_, err := s.parser.ParseWithClaims(token, c, func(t *jwt.Token) (any, error) {
-		if typ, _ := t.Header["typ"].(string); !strings.EqualFold(typ, TokenType) && !strings.EqualFold(typ, "application/"+TokenType) {
-			return nil, fmt.Errorf("header typ %q is not %s", typ, TokenType)
-		}
-		kid, _ := t.Header["kid"].(string)
-		if kid == "" {
-			return nil, errors.New("header has no kid")
-		}
-		return s.keys.verifyKey(ctx, kid, t.Method.Alg())
-	})
+	t, parts, err := s.parser.ParseUnverified(token, c)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+	}
+	alg := t.Method.Alg()
+	if alg != store.AlgEdDSA && alg != store.AlgES256 {
+		return nil, fmt.Errorf("%w: signing method %s is not accepted", ErrInvalidToken, alg)
+	}
+	if typ, _ := t.Header["typ"].(string); !strings.EqualFold(typ, TokenType) && !strings.EqualFold(typ, "application/"+TokenType) {
+		return nil, fmt.Errorf("%w: header typ %q is not %s", ErrInvalidToken, typ, TokenType)
+	}
+	kid, _ := t.Header["kid"].(string)
+	if kid == "" {
+		return nil, fmt.Errorf("%w: header has no kid", ErrInvalidToken)
+	}
+	key, err := s.keys.verifyKey(ctx, kid, alg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+	}
+	if err := key.verify(token[:len(parts[0])+1+len(parts[1])], t.Signature); err != nil {
+		return nil, fmt.Errorf("%w: %v: %v", ErrInvalidToken, jwt.ErrTokenSignatureInvalid, err)
+	}
+	if err := s.validator.Validate(c); err != nil {
+		return nil, fmt.Errorf("%w: %v: %v", ErrInvalidToken, jwt.ErrTokenInvalidClaims, err)
 	}
 	if c.ID == "" || c.Subject == "" {
 		return nil, fmt.Errorf("%w: jti and sub are required", ErrInvalidToken)
