@@ -27,11 +27,12 @@ type keyring struct {
 	mu     sync.RWMutex
 	signer *store.SigningKey
 	pub    map[string]*publishedKey
+	hdr    map[string]*publishedKey // by headerSegment
 	miss   map[string]time.Time
 }
 
 func newKeyring(ks store.SigningKeys, alg string, retire time.Duration, now func() time.Time) *keyring {
-	return &keyring{ks: ks, alg: alg, retire: retire, now: now, pub: map[string]*publishedKey{}, miss: map[string]time.Time{}}
+	return &keyring{ks: ks, alg: alg, retire: retire, now: now, pub: map[string]*publishedKey{}, hdr: map[string]*publishedKey{}, miss: map[string]time.Time{}}
 }
 
 // validKID accepts 1..64 characters of [A-Za-z0-9_-] (base64url), the
@@ -79,7 +80,7 @@ func (k *keyring) current(ctx context.Context) (*store.SigningKey, error) {
 		return nil, err
 	}
 	k.signer = &cur
-	k.pub[cur.KID] = pk
+	k.publish(pk)
 	return k.signer, nil
 }
 
@@ -99,17 +100,23 @@ func (k *keyring) rotate(ctx context.Context) (store.KeyInfo, error) {
 	// signing with it. It becomes garbage once those calls return.
 	k.signer = &cur
 	k.pub = map[string]*publishedKey{}
+	k.hdr = map[string]*publishedKey{}
 	return info, nil
 }
 
 // publishedKey is a key of the JWKS, prepared for verification.
 type publishedKey struct {
 	store.KeyInfo
-	ed *edPublicKey // AlgEdDSA
+	ed  *edPublicKey // AlgEdDSA
+	hdr string       // the header segment qrngd writes for it
 }
 
 func newPublishedKey(info store.KeyInfo) (*publishedKey, error) {
-	pk := &publishedKey{KeyInfo: info}
+	hdr, err := headerSegment(info.KID, info.Alg)
+	if err != nil {
+		return nil, fmt.Errorf("gateway/auth: key %s: %w", info.KID, err)
+	}
+	pk := &publishedKey{KeyInfo: info, hdr: hdr}
 	if info.Alg == store.AlgEdDSA {
 		pub, _ := info.PublicKey.(ed25519.PublicKey)
 		ed, err := newEdPublicKey(pub)
@@ -119,6 +126,19 @@ func newPublishedKey(info store.KeyInfo) (*publishedKey, error) {
 		pk.ed = ed
 	}
 	return pk, nil
+}
+
+// publish caches pk (k.mu held).
+func (k *keyring) publish(pk *publishedKey) {
+	k.pub[pk.KID] = pk
+	k.hdr[pk.hdr] = pk
+}
+
+// byHeader returns the cached key whose header segment is hdr, or nil.
+func (k *keyring) byHeader(hdr string) *publishedKey {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.hdr[hdr]
 }
 
 // verify checks sig over the JWS signing input text with the key's
@@ -165,7 +185,7 @@ func (k *keyring) verifyKey(ctx context.Context, kid, alg string) (*publishedKey
 			return nil, err
 		}
 		k.mu.Lock()
-		k.pub[kid] = pk
+		k.publish(pk)
 		k.mu.Unlock()
 	}
 	if !pk.RemoveAfter.IsZero() && !now.Before(pk.RemoveAfter) {

@@ -26,12 +26,11 @@ func (c *headerCache) segment(key *store.SigningKey) (string, error) {
 	if h := c.p.Load(); h != nil && h.kid == key.KID && h.alg == key.Alg {
 		return h.seg, nil
 	}
-	// As golang-jwt encodes its header map: keys sorted.
-	b, err := json.Marshal(map[string]string{"alg": signingMethod(key.Alg).Alg(), "kid": key.KID, "typ": TokenType})
+	seg, err := headerSegment(key.KID, key.Alg)
 	if err != nil {
 		return "", err
 	}
-	h := &signedHeader{kid: key.KID, alg: key.Alg, seg: base64.RawURLEncoding.EncodeToString(b)}
+	h := &signedHeader{kid: key.KID, alg: key.Alg, seg: seg}
 	c.p.Store(h)
 	return h.seg, nil
 }
