@@ -358,9 +358,9 @@ func (c *committer) writeGroup(batch []*appendReq, buf []byte) []byte {
 // previous sync are usually runnable but not yet at the channel, so it
 // yields the processor while that brings in more (a few rounds at most).
 // Under heavy concurrency (the previous group had groupWindowMin records
-// or more) it then waits up to groupWindow for more: each sync costs the
-// machine CPU in the kernel (≈ 0.25 ms here), so fewer, larger groups
-// leave more of it to the callers (BENCHMARKS.md, OAuthToken_Loopback32).
+// or more) it then waits up to groupWindow for more: each sync also costs
+// CPU in the kernel, so fewer, larger groups leave more of it to the
+// callers (BENCHMARKS.md, OAuthToken_Loopback32).
 // A lone or lightly concurrent caller never waits for it.
 func (c *committer) gather(batch *[]*appendReq) {
 	n := 0
