@@ -231,9 +231,11 @@ type SigningKeys interface {
 	// Current returns the active signing key for alg (AlgEdDSA or AlgES256).
 	// ErrNotFound if none was created yet.
 	Current(ctx context.Context, alg string) (SigningKey, error)
-	// Rotate creates a new active key for alg. The previous active key of
-	// that alg is retired now and stays published until now+retireAfter
-	// (set retireAfter ≥ the longest token lifetime plus leeway).
+	// Rotate creates a new active key for alg. The previous active key
+	// (of either alg: one key signs at a time, so switching algorithms
+	// retires the old one) is retired now and stays published until
+	// now+retireAfter (set retireAfter ≥ the longest token lifetime plus
+	// leeway).
 	Rotate(ctx context.Context, alg string, retireAfter time.Duration) (KeyInfo, error)
 	// Get returns the public part of a key that is active or retired but
 	// still published. ErrNotFound otherwise.

@@ -55,6 +55,8 @@ commands:
   key list [-tenant ID]
   key revoke CLIENT_ID
   token revoke (TOKEN | - | -jti JTI [-until RFC3339])   "-" reads the token from stdin
+  signing-key list                        published JWT signing keys
+  signing-key rotate                      new active signing key; the old one verifies until its tokens expire
   audit verify [-anchor SEQ:HASH]         exit status 1 if the chain is broken or lacks the anchor
   backup FILE                             consistent copy of the database
 
@@ -91,7 +93,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	cmd, rest := rest[0], rest[1:]
 	sub := ""
-	if len(rest) > 0 && (cmd == "user" || cmd == "tenant" || cmd == "key" || cmd == "token" || cmd == "audit") {
+	if len(rest) > 0 && (cmd == "user" || cmd == "tenant" || cmd == "key" || cmd == "token" || cmd == "audit" || cmd == "signing-key") {
 		sub, rest = rest[0], rest[1:]
 	}
 	switch cmd + " " + sub {
@@ -119,6 +121,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return c.keyRevoke(rest)
 	case "token revoke":
 		return c.tokenRevoke(rest)
+	case "signing-key list":
+		return c.signingKeyList(rest)
+	case "signing-key rotate":
+		return c.signingKeyRotate(rest)
 	case "audit verify":
 		return c.auditVerify(rest)
 	case "backup ":
@@ -501,6 +507,41 @@ func (c *cli) keyRevoke(args []string) error {
 		return err
 	}
 	return c.emit(out, func(w io.Writer) { fmt.Fprintf(w, "key %s revoked\n", pos[0]) })
+}
+
+func (c *cli) signingKeyList(args []string) error {
+	if _, err := c.parse("signing-key list", args, 0, nil); err != nil {
+		return err
+	}
+	var out struct {
+		Keys []store.KeyInfo `json:"keys"`
+	}
+	if err := c.call(http.MethodGet, "/v1/signing-keys", nil, &out); err != nil {
+		return err
+	}
+	return c.emit(out, func(w io.Writer) {
+		fmt.Fprintln(w, "KID\tALG\tSTATE\tCREATED\tRETIRED\tUNPUBLISHED_AFTER")
+		for _, k := range out.Keys {
+			state := "active"
+			if !k.Retired.IsZero() {
+				state = "retired"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", k.KID, k.Alg, state, when(k.Created), when(k.Retired), when(k.RemoveAfter))
+		}
+	})
+}
+
+func (c *cli) signingKeyRotate(args []string) error {
+	if _, err := c.parse("signing-key rotate", args, 0, nil); err != nil {
+		return err
+	}
+	var out store.KeyInfo
+	if err := c.call(http.MethodPost, "/v1/signing-keys/rotate", nil, &out); err != nil {
+		return err
+	}
+	return c.emit(out, func(w io.Writer) {
+		fmt.Fprintf(w, "signing key %s (%s) is active; the previous key stays published until its tokens expire\n", out.KID, out.Alg)
+	})
 }
 
 func (c *cli) tokenRevoke(args []string) error {

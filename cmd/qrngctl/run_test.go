@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -438,5 +439,65 @@ func TestCLI_AuditVerify_Anchor(t *testing.T) {
 		if out, err := d.ctl("", "audit", "verify", "-anchor", bad); err == nil {
 			t.Errorf("-anchor %q accepted:\n%s", bad, out)
 		}
+	}
+}
+
+// TestCLI_SigningKeyRotate: `signing-key rotate` makes a new active key
+// that signs the next token, the old key stays published (list and
+// /.well-known/jwks.json) and its tokens keep verifying, and the rotation
+// is audited with the operator as the actor.
+func TestCLI_SigningKeyRotate(t *testing.T) {
+	d := startDaemon(t, t.TempDir())
+	ctx := context.Background()
+	old, err := d.svc.SigningKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(old) != 0 {
+		t.Fatalf("%d keys before the first issuance", len(old))
+	}
+	d.mustCtl("", "signing-key", "rotate") // the first key
+	var first store.KeyInfo
+	d.ctlJSON(&first, "signing-key", "rotate")
+	var list struct {
+		Keys []store.KeyInfo `json:"keys"`
+	}
+	d.ctlJSON(&list, "signing-key", "list")
+	if len(list.Keys) != 2 || list.Keys[1].KID != first.KID || !list.Keys[1].Retired.IsZero() || list.Keys[0].Retired.IsZero() {
+		t.Fatalf("signing-key list = %+v, want the retired first key then %s active", list.Keys, first.KID)
+	}
+	text := d.mustCtl("", "signing-key", "list")
+	rows := map[string]string{}
+	for _, line := range strings.Split(text, "\n") {
+		if f := strings.Fields(line); len(f) >= 3 {
+			rows[f[0]] = f[1] + " " + f[2]
+		}
+	}
+	if rows[first.KID] != "EdDSA active" || rows[list.Keys[0].KID] != "EdDSA retired" {
+		t.Fatalf("signing-key list:\n%s", text)
+	}
+	res, err := http.Get(d.web.URL + "/.well-known/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, k := range list.Keys {
+		if !strings.Contains(string(body), k.KID) {
+			t.Fatalf("JWKS lacks %s: %s", k.KID, body)
+		}
+	}
+	recs, err := d.db.Audit().List(ctx, 0, store.MaxAuditList)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var by string
+	for _, r := range recs {
+		if r.Type == "signing_key.rotate" && r.Subject == first.KID {
+			by = r.Fields["by"]
+		}
+	}
+	if !strings.HasPrefix(by, "admin-socket") {
+		t.Fatalf("rotation of %s audited by %q, want the peer's uid", first.KID, by)
 	}
 }

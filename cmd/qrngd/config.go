@@ -55,8 +55,11 @@ type AuthConfig struct {
 	AccessTTL  time.Duration
 	RefreshTTL time.Duration
 	Leeway     time.Duration
-	Users      []UserConfig               // dev only: seeded at start
-	Limits     map[string]auth.RouteLimit // per route name (auth.Route*)
+	// KeyRotation rotates the JWT signing key once it is this old
+	// (0 = only by `qrngctl signing-key rotate`).
+	KeyRotation time.Duration
+	Users       []UserConfig               // dev only: seeded at start
+	Limits      map[string]auth.RouteLimit // per route name (auth.Route*)
 
 	// plaintext lists the keys holding plaintext passwords
 	// ("auth.users[0].password"), which production refuses.
@@ -147,10 +150,11 @@ func defaultConfig(file string) *Config {
 			MaxBodyBytes:      64 << 10,
 		},
 		Auth: AuthConfig{
-			Alg:        store.AlgEdDSA,
-			AccessTTL:  15 * time.Minute,
-			RefreshTTL: 24 * time.Hour,
-			Leeway:     30 * time.Second,
+			Alg:         store.AlgEdDSA,
+			AccessTTL:   15 * time.Minute,
+			RefreshTTL:  24 * time.Hour,
+			Leeway:      30 * time.Second,
+			KeyRotation: 30 * 24 * time.Hour,
 		},
 		MCP: MCPConfig{
 			SessionIdleTimeout: 15 * time.Minute,
@@ -678,7 +682,13 @@ func (d *decoder) auth(n *yaml.Node, path string, a *AuthConfig) {
 			d.duration(v, p, &a.RefreshTTL, time.Minute, 90*24*time.Hour)
 		},
 		"leeway": func(v *yaml.Node, p string) { d.duration(v, p, &a.Leeway, 0, time.Minute) },
-		"users":  func(v *yaml.Node, p string) { d.users(v, p, a) },
+		"signing_key_rotation": func(v *yaml.Node, p string) {
+			d.duration(v, p, &a.KeyRotation, 0, 10*365*24*time.Hour)
+			if a.KeyRotation > 0 && a.KeyRotation < time.Hour {
+				d.fail(v, p, "%v is below 1h (0s turns scheduled rotation off)", a.KeyRotation)
+			}
+		},
+		"users": func(v *yaml.Node, p string) { d.users(v, p, a) },
 		"limits": func(v *yaml.Node, p string) {
 			a.Limits = map[string]auth.RouteLimit{}
 			fields := map[string]func(*yaml.Node, string){}

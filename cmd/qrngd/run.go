@@ -421,6 +421,7 @@ func buildAuth(cfg *Config, issuer string, eng *entropy.Engine, db *bolt.DB, log
 		AccessTTL:           cfg.Auth.AccessTTL,
 		RefreshTTL:          cfg.Auth.RefreshTTL,
 		Leeway:              cfg.Auth.Leeway,
+		KeyRotation:         cfg.Auth.KeyRotation,
 		Limits:              cfg.Auth.Limits,
 	})
 	if err != nil {

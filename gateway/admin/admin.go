@@ -18,6 +18,8 @@
 //	POST   /v1/keys                    {"tenant","name","scopes"} → {"key","client_secret"}
 //	POST   /v1/keys/{id}/revoke
 //	POST   /v1/tokens/revoke           {"token"} or {"jti","until"}
+//	GET    /v1/signing-keys            {"keys":[...]}: the published JWT signing keys
+//	POST   /v1/signing-keys/rotate     → the new active key; the old one stays published until its tokens expire
 //	POST   /v1/audit/verify            [{"anchor":{"seq","hash"}}] → {"ok","records","head":{"seq","hash"},"error":{"seq","reason"}}
 //	GET    /v1/backup                  application/octet-stream: a consistent qrngd.db
 package admin
@@ -87,6 +89,8 @@ type Tokens interface {
 	RevokeJTI(ctx context.Context, jti string, until time.Time, by string) (auth.Revoked, error)
 	RevokeClient(ctx context.Context, clientID, by string) (store.APIKey, error)
 	EndSessions(ctx context.Context, username, reason, by string) (int, error)
+	RotateSigningKey(ctx context.Context, by string) (store.KeyInfo, error)
+	SigningKeys(ctx context.Context) ([]store.KeyInfo, error)
 }
 
 var _ Tokens = (*auth.Service)(nil)
@@ -131,6 +135,8 @@ func New(opts *Options) (*Server, error) {
 	m.HandleFunc("POST /v1/keys", s.createKey)
 	m.HandleFunc("POST /v1/keys/{id}/revoke", s.revokeKey)
 	m.HandleFunc("POST /v1/tokens/revoke", s.revokeToken)
+	m.HandleFunc("GET /v1/signing-keys", s.signingKeys)
+	m.HandleFunc("POST /v1/signing-keys/rotate", s.rotateSigningKey)
 	m.HandleFunc("POST /v1/audit/verify", s.verifyAudit)
 	m.HandleFunc("GET /v1/backup", s.backup)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -467,6 +473,34 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) {
 	if s.audit(w, r, "key.revoke", id, map[string]string{"tenant": k.Tenant}) {
 		writeJSON(w, http.StatusOK, map[string]string{"revoked": id})
 	}
+}
+
+func (s *Server) signingKeys(w http.ResponseWriter, r *http.Request) {
+	if s.o.Tokens == nil {
+		fail(w, http.StatusNotImplemented, "unavailable", "no token service attached")
+		return
+	}
+	keys, err := s.o.Tokens.SigningKeys(r.Context())
+	if err != nil {
+		s.storeFail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"keys": keys})
+}
+
+// rotateSigningKey makes a new active signing key (audited by the token
+// service with the peer as the actor).
+func (s *Server) rotateSigningKey(w http.ResponseWriter, r *http.Request) {
+	if s.o.Tokens == nil {
+		fail(w, http.StatusNotImplemented, "unavailable", "no token service attached")
+		return
+	}
+	info, err := s.o.Tokens.RotateSigningKey(r.Context(), actor(r.Context()))
+	if err != nil {
+		s.storeFail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
 }
 
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {

@@ -152,6 +152,10 @@ type Options struct {
 	// KeyRetire is how long a rotated-out signing key stays published
 	// (default AccessTTL + Leeway + 1 min).
 	KeyRetire time.Duration
+	// KeyRotation rotates the signing key at the first issuance after the
+	// active key is this old (0: only when RotateSigningKey is called;
+	// else at least 1 h and at least KeyRetire).
+	KeyRotation time.Duration
 
 	// EntropyTimeout bounds one draw from the pool (default 2 s).
 	EntropyTimeout time.Duration
@@ -261,6 +265,9 @@ func New(opts *Options) (*Service, error) {
 	}
 	if o.KeyRetire < o.AccessTTL+o.Leeway {
 		return nil, fmt.Errorf("%w: KeyRetire %v shorter than AccessTTL + Leeway", ErrInvalidOptions, o.KeyRetire)
+	}
+	if o.KeyRotation != 0 && (o.KeyRotation < time.Hour || o.KeyRotation < o.KeyRetire) {
+		return nil, fmt.Errorf("%w: KeyRotation %v must be 0 or at least 1h and at least KeyRetire %v", ErrInvalidOptions, o.KeyRotation, o.KeyRetire)
 	}
 	if o.EntropyTimeout == 0 {
 		o.EntropyTimeout = 2 * time.Second

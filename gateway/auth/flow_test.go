@@ -463,7 +463,7 @@ func TestJWKS_StandardVerification(t *testing.T) {
 			h.addUser("ivy", "pw-ivy", "", ScopeRandomRead)
 			tok, _ := h.login("ivy", "pw-ivy")
 			// Rotate: the old key must stay published for its tokens.
-			if _, err := h.svc.RotateSigningKey(context.Background()); err != nil {
+			if _, err := h.svc.RotateSigningKey(context.Background(), "test"); err != nil {
 				t.Fatal(err)
 			}
 			tok2, _ := h.login("ivy", "pw-ivy")
@@ -773,7 +773,7 @@ func TestRotate_ConcurrentIssuance(t *testing.T) {
 		}()
 	}
 	for range 5 {
-		if _, err := h.svc.RotateSigningKey(ctx); err != nil {
+		if _, err := h.svc.RotateSigningKey(ctx, "test"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -29,6 +29,8 @@ type keyring struct {
 	pub    map[string]*publishedKey
 	hdr    map[string]*publishedKey // by headerSegment
 	miss   map[string]time.Time
+	// lastTry is the last scheduled rotation attempt.
+	lastTry time.Time
 }
 
 func newKeyring(ks store.SigningKeys, alg string, retire time.Duration, now func() time.Time) *keyring {
@@ -88,6 +90,24 @@ func (k *keyring) current(ctx context.Context) (*store.SigningKey, error) {
 func (k *keyring) rotate(ctx context.Context) (store.KeyInfo, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	return k.rotateLocked(ctx)
+}
+
+// rotateIfActive rotates if kid is still the active key and no rotation
+// was attempted in the last minute (a failing store is not retried on
+// every issuance). rotated is false when nothing was done.
+func (k *keyring) rotateIfActive(ctx context.Context, kid string, now time.Time) (info store.KeyInfo, rotated bool, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.signer == nil || k.signer.KID != kid || now.Sub(k.lastTry) < time.Minute {
+		return store.KeyInfo{}, false, nil
+	}
+	k.lastTry = now
+	info, err = k.rotateLocked(ctx)
+	return info, err == nil, err
+}
+
+func (k *keyring) rotateLocked(ctx context.Context) (store.KeyInfo, error) {
 	info, err := k.ks.Rotate(ctx, k.alg, k.retire)
 	if err != nil {
 		return store.KeyInfo{}, fmt.Errorf("gateway/auth: rotate signing key: %w", err)
@@ -256,16 +276,54 @@ func signingMethod(alg string) jwt.SigningMethod {
 }
 
 // RotateSigningKey makes a new active signing key (seed from the store's
-// random reader: the pool). The previous key stays in the JWKS until the
-// tokens it signed have expired.
-func (s *Service) RotateSigningKey(ctx context.Context) (store.KeyInfo, error) {
+// random reader: the pool) and audits it with by as the actor. The
+// previous key stays in the JWKS until the tokens it signed have expired.
+func (s *Service) RotateSigningKey(ctx context.Context, by string) (store.KeyInfo, error) {
 	info, err := s.keys.rotate(ctx)
 	if err != nil {
 		return info, err
 	}
+	return info, s.auditRotation(ctx, info, by)
+}
+
+func (s *Service) auditRotation(ctx context.Context, info store.KeyInfo, by string) error {
 	if _, err := s.st.Audit().Append(ctx, store.AuditEvent{Type: "signing_key.rotate", Subject: info.KID,
-		Fields: map[string]string{"alg": info.Alg}}); err != nil {
-		return info, fmt.Errorf("gateway/auth: key %s rotated but not audited: %w", info.KID, err)
+		Fields: map[string]string{"alg": info.Alg, "by": by}}); err != nil {
+		return fmt.Errorf("gateway/auth: key %s rotated but not audited: %w", info.KID, err)
 	}
-	return info, nil
+	return nil
+}
+
+// signingKey returns the active signing key, first rotating it when
+// Options.KeyRotation is set and the key is that old. The age comes from
+// the key's creation time in the store, so the schedule holds across
+// restarts. If rotation fails the old key keeps signing (it is still
+// valid) and the failure is logged; it is retried a minute later.
+func (s *Service) signingKey(ctx context.Context) (*store.SigningKey, error) {
+	key, err := s.keys.current(ctx)
+	if err != nil || s.opts.KeyRotation <= 0 || s.now().Sub(key.Created) < s.opts.KeyRotation {
+		return key, err
+	}
+	info, rotated, err := s.keys.rotateIfActive(ctx, key.KID, s.now())
+	if err != nil {
+		s.log.ErrorContext(ctx, "scheduled signing-key rotation failed; the current key keeps signing", "kid", key.KID, "err", err)
+		return key, nil
+	}
+	if rotated {
+		s.log.InfoContext(ctx, "signing key rotated on schedule", "kid", info.KID, "alg", info.Alg, "previous", key.KID)
+		if err := s.auditRotation(ctx, info, "schedule"); err != nil {
+			s.log.ErrorContext(ctx, "scheduled rotation not audited", "kid", info.KID, "err", err)
+		}
+	}
+	return s.keys.current(ctx)
+}
+
+// SigningKeys lists the published signing keys (active first is not
+// implied: ordered by creation); Retired is zero for the active one.
+func (s *Service) SigningKeys(ctx context.Context) ([]store.KeyInfo, error) {
+	infos, err := s.keys.ks.Public(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("gateway/auth: public keys: %w", err)
+	}
+	return infos, nil
 }

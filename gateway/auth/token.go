@@ -45,7 +45,7 @@ func (s *Service) issue(ctx context.Context, g grant) (*issued, error) {
 }
 
 func (s *Service) issueWith(ctx context.Context, g grant, jti string, prov entropy.Provenance) (*issued, error) {
-	key, err := s.keys.current(ctx)
+	key, err := s.signingKey(ctx)
 	if err != nil {
 		return nil, err
 	}

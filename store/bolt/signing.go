@@ -149,7 +149,7 @@ func (s signing) Rotate(ctx context.Context, alg string, retireAfter time.Durati
 		var drop [][]byte
 		err := forEachKey(tx, func(r keyRec) error {
 			switch {
-			case r.info.Alg == alg && r.info.Retired.IsZero():
+			case r.info.Retired.IsZero():
 				r.info.Retired, r.info.RemoveAfter = now, now.Add(retireAfter)
 				rewrite = append(rewrite, r)
 				return nil

@@ -741,7 +741,7 @@ func (s signing) Rotate(ctx context.Context, alg string, retireAfter time.Durati
 	now := s.db.now().UTC()
 	for id, r := range s.db.signing {
 		switch {
-		case r.info.Alg == alg && r.info.Retired.IsZero():
+		case r.info.Retired.IsZero():
 			r.info.Retired, r.info.RemoveAfter = now, now.Add(retireAfter)
 			s.db.signing[id] = r
 		case !s.published(r, now):

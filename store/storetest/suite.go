@@ -669,6 +669,8 @@ func testKeysRotation(t *testing.T, f *fixture) {
 	}
 	e1, err := f.Keys.Rotate(ctx, store.AlgES256, time.Hour)
 	noErr(t, err, "rotate ES256")
+	_, err = f.Keys.Current(ctx, store.AlgEdDSA)
+	wantErr(t, err, store.ErrNotFound, "EdDSA current after switching to ES256")
 	ec, err := f.Keys.Current(ctx, store.AlgES256)
 	noErr(t, err, "current ES256")
 	digest := sha256.Sum256(msg)
@@ -701,18 +703,18 @@ func testKeysRotation(t *testing.T, f *fixture) {
 	}
 	old, err := f.Keys.Get(ctx, k1.KID)
 	noErr(t, err, "get retired")
-	if !old.Retired.Equal(Epoch.Add(10*time.Minute)) || !old.RemoveAfter.Equal(Epoch.Add(70*time.Minute)) {
-		t.Fatalf("retired key = %+v", old)
+	if !old.Retired.Equal(Epoch) || !old.RemoveAfter.Equal(Epoch.Add(time.Hour)) {
+		t.Fatalf("key retired by the switch to ES256 = %+v", old)
 	}
 	if !ed25519.Verify(old.PublicKey.(ed25519.PublicKey), msg, sig) {
 		t.Fatal("retired key no longer verifies its tokens")
 	}
 	ecInfo, _ := f.Keys.Get(ctx, e1.KID)
-	if !ecInfo.Retired.IsZero() {
-		t.Fatal("rotating EdDSA retired the ES256 key")
+	if !ecInfo.Retired.Equal(Epoch.Add(10*time.Minute)) || !ecInfo.RemoveAfter.Equal(Epoch.Add(70*time.Minute)) {
+		t.Fatalf("ES256 key after switching back to EdDSA = %+v", ecInfo)
 	}
 
-	f.clock.Advance(time.Hour) // past k1's RemoveAfter
+	f.clock.Advance(55 * time.Minute) // past k1's RemoveAfter, before e1's
 	pub, _ = f.Keys.Public(ctx)
 	for _, p := range pub {
 		if p.KID == k1.KID {
