@@ -536,6 +536,11 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	if c.Auth.RefreshTTL < c.Auth.AccessTTL {
 		d.fail(nil, "auth.refresh_ttl", "%v is shorter than auth.access_ttl %v", c.Auth.RefreshTTL, c.Auth.AccessTTL)
 	}
+	// A rotated-out key stays published access_ttl + leeway + 1m
+	// (auth.Options.KeyRetire); rotating faster would only pile up keys.
+	if r := c.Auth.AccessTTL + c.Auth.Leeway + time.Minute; c.Auth.KeyRotation > 0 && c.Auth.KeyRotation < r {
+		d.fail(nil, "auth.signing_key_rotation", "%v is shorter than auth.access_ttl + auth.leeway + 1m (%v), how long a retired key stays published", c.Auth.KeyRotation, r)
+	}
 	d.checkPermanent(c.Health, "health", nil)
 	for i := range c.Sources {
 		c.Sources[i].Health = mergeHealth(c.Health, overrides[i])

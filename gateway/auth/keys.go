@@ -29,6 +29,9 @@ type keyring struct {
 	pub    map[string]*publishedKey
 	hdr    map[string]*publishedKey // by headerSegment
 	miss   map[string]time.Time
+	// gen counts rotations: a key looked up in the store before one
+	// (possibly as active, RemoveAfter zero) is not cached after it.
+	gen uint64
 	// lastTry is the last scheduled rotation attempt.
 	lastTry time.Time
 }
@@ -72,6 +75,11 @@ func (k *keyring) current(ctx context.Context) (*store.SigningKey, error) {
 		if _, err = k.ks.Rotate(ctx, k.alg, k.retire); err != nil {
 			return nil, fmt.Errorf("gateway/auth: create signing key: %w", err)
 		}
+		// That retired the other algorithm's active key (an auth.alg
+		// switch), which a verification may have cached as active.
+		k.gen++
+		k.pub = map[string]*publishedKey{}
+		k.hdr = map[string]*publishedKey{}
 		cur, err = k.ks.Current(ctx, k.alg)
 	}
 	if err != nil {
@@ -119,6 +127,7 @@ func (k *keyring) rotateLocked(ctx context.Context) (store.KeyInfo, error) {
 	// The old key is not zeroed here: a concurrent issuance may still be
 	// signing with it. It becomes garbage once those calls return.
 	k.signer = &cur
+	k.gen++
 	k.pub = map[string]*publishedKey{}
 	k.hdr = map[string]*publishedKey{}
 	return info, nil
@@ -182,6 +191,7 @@ func (k *keyring) verifyKey(ctx context.Context, kid, alg string) (*publishedKey
 	k.mu.RLock()
 	pk, ok := k.pub[kid]
 	missAt, missed := k.miss[kid]
+	gen := k.gen
 	k.mu.RUnlock()
 	if !ok {
 		// Negative cache: an unknown kid is looked up at most once a second.
@@ -205,7 +215,9 @@ func (k *keyring) verifyKey(ctx context.Context, kid, alg string) (*publishedKey
 			return nil, err
 		}
 		k.mu.Lock()
-		k.publish(pk)
+		if k.gen == gen { // else a rotation since may have retired it
+			k.publish(pk)
+		}
 		k.mu.Unlock()
 	}
 	if !pk.RemoveAfter.IsZero() && !now.Before(pk.RemoveAfter) {

@@ -202,7 +202,7 @@ func putHead(tx *bbolt.Tx, seq uint64, h store.Hash) error {
 }
 
 func startCommitter(db *DB, max int, wal *os.File, seq uint64, prev store.Hash) *committer {
-	c := &committer{db: db, max: max, wal: wal, sync: newWALSyncer(), reqs: make(chan *appendReq), quit: make(chan struct{}),
+	c := &committer{db: db, max: max, wal: wal, sync: newWALSyncer(db.log), reqs: make(chan *appendReq), quit: make(chan struct{}),
 		done: make(chan struct{}), toApply: make(chan *walGroup, 1024),
 		seq: seq, prev: prev, applyCh: make(chan struct{}), hurry: make(chan struct{}, 1)}
 	c.walLimit = walLimit
@@ -361,7 +361,8 @@ func (c *committer) writeGroup(batch []*appendReq, buf []byte) []byte {
 // or more) it then waits up to groupWindow for more: each sync also costs
 // CPU in the kernel, so fewer, larger groups leave more of it to the
 // callers (BENCHMARKS.md, OAuthToken_Loopback32).
-// A lone or lightly concurrent caller never waits for it.
+// Lightly concurrent callers never wait for it (a lone caller right after
+// a burst waits once).
 func (c *committer) gather(batch *[]*appendReq) {
 	n := 0
 	for _, r := range *batch {

@@ -3,6 +3,7 @@ package bolt
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"syscall"
 	"time"
@@ -34,7 +35,10 @@ type walSyncer struct {
 	efd   *os.File // the eventfd, in the poller
 	efdNo int      // its descriptor (efd.Fd() would make it blocking)
 	why   error    // why AIO is not used
+	log   *slog.Logger
 	count [8]byte
+
+	blockingReaps int // syncs reaped by a blocking io_getevents (tests)
 }
 
 // iocb is struct iocb of <linux/aio_abi.h> (64 bytes, the same layout on
@@ -73,8 +77,8 @@ const (
 // testNoAIO makes newWALSyncer fall back as if io_setup had failed (tests).
 var testNoAIO bool
 
-func newWALSyncer() *walSyncer {
-	s := &walSyncer{}
+func newWALSyncer(log *slog.Logger) *walSyncer {
+	s := &walSyncer{log: log}
 	if testNoAIO {
 		s.why = errors.New("disabled by the test")
 		return s
@@ -112,19 +116,25 @@ func (s *walSyncer) sync(f *os.File) error {
 	if err := rc.Control(func(fd uintptr) {
 		cb := iocb{opcode: iocbCmdFdsync, fildes: uint32(fd), flags: iocbFlagResfd, resfd: uint32(s.efdNo)}
 		p := &cb
-		for {
+		for tries := 0; ; tries++ {
 			_, _, errno = syscall.Syscall(unix.SYS_IO_SUBMIT, s.ctx, 1, uintptr(unsafe.Pointer(&p)))
-			if errno != syscall.EINTR && errno != syscall.EAGAIN {
+			// EAGAIN (no room to queue) cannot last with one request in
+			// flight at most; a few tries, then fdatasync for this one.
+			if errno != syscall.EINTR && (errno != syscall.EAGAIN || tries == 3) {
 				return
 			}
 		}
 	}); err != nil {
 		return err
 	}
-	if errno == syscall.EINVAL || errno == syscall.ENOSYS || errno == syscall.EOPNOTSUPP {
+	switch errno {
+	case syscall.EINVAL, syscall.ENOSYS, syscall.EOPNOTSUPP:
 		// This kernel or file system has no AIO fsync: fall back for good.
 		s.why = fmt.Errorf("io_submit IOCB_CMD_FDSYNC: %w", errno)
+		s.log.Warn("audit WAL: AIO fsync refused; syncing with fdatasync from now on", "err", s.why.Error())
 		s.close()
+		return fdatasync(f)
+	case syscall.EAGAIN:
 		return fdatasync(f)
 	}
 	if errno != 0 {
@@ -134,27 +144,33 @@ func (s *walSyncer) sync(f *os.File) error {
 	// io_getevents. Its read carries a deadline because Go's scheduler
 	// polls the network only when a processor runs out of work (or every
 	// 10 ms): with every processor busy the completion would wait that
-	// long, a timer is seen at every scheduling point. On the deadline the
-	// completion is looked for without blocking.
+	// long, a timer is seen at every scheduling point. On the deadline,
+	// and on every wake-up too, the completion is looked for without
+	// blocking: a count read may be stale (the signal of the previous
+	// sync's completion, which that sync reaped on its deadline before the
+	// poller delivered the signal), and blocking in io_getevents for it
+	// would hold a processor, and leave this sync's own count stale for
+	// the next one, and so on for good.
 	var ev ioEvent
 	for {
 		if err := s.efd.SetReadDeadline(time.Now().Add(walPollEvery)); err != nil {
 			break
 		}
 		_, rerr := s.efd.Read(s.count[:])
-		if rerr == nil || !errors.Is(rerr, os.ErrDeadlineExceeded) {
-			break // signalled (or the eventfd failed): reap below, blocking
+		if rerr != nil && !errors.Is(rerr, os.ErrDeadlineExceeded) {
+			break // the eventfd failed: reap below, blocking
 		}
 		n, err := s.getevents(0, &ev, &syscall.Timespec{})
 		if err != nil {
 			return err
 		}
 		if n == 1 {
-			// Reaped before its signal was read; the count (now or soon
-			// 1) makes at most the next sync reap blocking.
+			// Its signal may not have been read yet: the next sync
+			// then wakes once spuriously and polls again.
 			return ev.result()
 		}
 	}
+	s.blockingReaps++
 	if _, err := s.getevents(1, &ev, nil); err != nil {
 		return err
 	}

@@ -2,7 +2,9 @@ package bolt
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -13,11 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/qrngd/qrngd/store"
 )
 
 func newAIOSyncerOrSkip(t testing.TB) *walSyncer {
-	s := newWALSyncer()
+	s := newWALSyncer(slog.New(slog.DiscardHandler))
 	if ok, why := s.usesAIO(); !ok {
 		if errors.Is(why, syscall.ENOSYS) || errors.Is(why, syscall.EPERM) {
 			t.Skipf("this kernel or sandbox has no AIO: %v", why)
@@ -156,5 +160,37 @@ func BenchmarkWALSync_WorkBeside(b *testing.B) {
 			b.ReportMetric(float64(work.Load())/el.Seconds(), "work-units/s")
 			b.ReportMetric(float64(b.N)/el.Seconds(), "syncs/s")
 		})
+	}
+}
+
+// TestWALSyncer_StaleSignal: a sync that reaps its completion on the
+// deadline leaves that completion's eventfd count behind (the poller had
+// not delivered it). The next syncs must still wait in the poller: the
+// stale count is a spurious wake-up, not a reason to block in
+// io_getevents (which holds a processor, what the syncer exists to avoid)
+// for that sync and, as its own count is then left behind, every later
+// one.
+func TestWALSyncer_StaleSignal(t *testing.T) {
+	s := newAIOSyncerOrSkip(t)
+	f, err := os.Create(filepath.Join(t.TempDir(), "wal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	if _, err := unix.Write(s.efdNo, one[:]); err != nil { // the count a deadline reap leaves
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if _, err := f.WriteString("record\n"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.sync(f); err != nil {
+			t.Fatalf("sync %d: %v", i, err)
+		}
+	}
+	if s.blockingReaps != 0 {
+		t.Fatalf("%d of 50 syncs blocked in io_getevents after one stale eventfd count", s.blockingReaps)
 	}
 }

@@ -4,6 +4,7 @@ package bolt
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 )
 
@@ -11,7 +12,7 @@ import (
 // that does not hold a Go processor while the disk works).
 type walSyncer struct{}
 
-func newWALSyncer() *walSyncer              { return &walSyncer{} }
+func newWALSyncer(*slog.Logger) *walSyncer  { return &walSyncer{} }
 func (s *walSyncer) usesAIO() (bool, error) { return false, errors.New("Linux only") }
 func (s *walSyncer) sync(f *os.File) error  { return fdatasync(f) }
 func (s *walSyncer) close()                 {}
