@@ -37,6 +37,7 @@ type walSyncer struct {
 	why   error    // why AIO is not used
 	log   *slog.Logger
 	count [8]byte
+	tag   uint64 // aio_data of the latest submission
 
 	blockingReaps int // syncs reaped by a blocking io_getevents (tests)
 }
@@ -114,7 +115,8 @@ func (s *walSyncer) sync(f *os.File) error {
 	}
 	var errno syscall.Errno
 	if err := rc.Control(func(fd uintptr) {
-		cb := iocb{opcode: iocbCmdFdsync, fildes: uint32(fd), flags: iocbFlagResfd, resfd: uint32(s.efdNo)}
+		s.tag++
+		cb := iocb{data: s.tag, opcode: iocbCmdFdsync, fildes: uint32(fd), flags: iocbFlagResfd, resfd: uint32(s.efdNo)}
 		p := &cb
 		for tries := 0; ; tries++ {
 			_, _, errno = syscall.Syscall(unix.SYS_IO_SUBMIT, s.ctx, 1, uintptr(unsafe.Pointer(&p)))
@@ -167,14 +169,14 @@ func (s *walSyncer) sync(f *os.File) error {
 		if n == 1 {
 			// Its signal may not have been read yet: the next sync
 			// then wakes once spuriously and polls again.
-			return ev.result()
+			return s.result(&ev)
 		}
 	}
 	s.blockingReaps++
 	if _, err := s.getevents(1, &ev, nil); err != nil {
 		return err
 	}
-	return ev.result()
+	return s.result(&ev)
 }
 
 // getevents reaps at most one completion, waiting for min of them (0 or
@@ -195,7 +197,13 @@ func (s *walSyncer) getevents(min int, ev *ioEvent, ts *syscall.Timespec) (int, 
 	}
 }
 
-func (ev *ioEvent) result() error {
+// result is the outcome of the reaped completion, which must be that of
+// the latest submission (one is in flight at a time; any error stops the
+// audit log, so an older completion can never stand for a newer sync).
+func (s *walSyncer) result(ev *ioEvent) error {
+	if ev.data != s.tag {
+		return fmt.Errorf("io_getevents: completion of submission %d, want %d", ev.data, s.tag)
+	}
 	if ev.res < 0 {
 		return fmt.Errorf("fdatasync (aio): %w", syscall.Errno(-ev.res))
 	}

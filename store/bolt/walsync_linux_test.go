@@ -194,3 +194,18 @@ func TestWALSyncer_StaleSignal(t *testing.T) {
 		t.Fatalf("%d of 50 syncs blocked in io_getevents after one stale eventfd count", s.blockingReaps)
 	}
 }
+
+// TestWALSyncer_ResultOfOtherSubmission: a completion whose aio_data is
+// not the latest submission's is an error, never a success for this sync.
+func TestWALSyncer_ResultOfOtherSubmission(t *testing.T) {
+	s := &walSyncer{tag: 7}
+	if err := s.result(&ioEvent{data: 6}); err == nil {
+		t.Fatal("a completion of submission 6 was taken for submission 7")
+	}
+	if err := s.result(&ioEvent{data: 7, res: -int64(syscall.EIO)}); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("EIO completion: %v", err)
+	}
+	if err := s.result(&ioEvent{data: 7}); err != nil {
+		t.Fatal(err)
+	}
+}
