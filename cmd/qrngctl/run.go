@@ -56,7 +56,10 @@ commands:
   key revoke CLIENT_ID
   token revoke (TOKEN | - | -jti JTI [-until RFC3339])   "-" reads the token from stdin
   signing-key list                        published JWT signing keys
-  signing-key rotate                      new active signing key; the old one verifies until its tokens expire
+  signing-key rotate [-unpublish-previous]
+                                          new active signing key; the old one verifies until its tokens
+                                          expire, or with -unpublish-previous (key compromise) every
+                                          previous key and all tokens it signed are refused at once
   audit verify [-anchor SEQ:HASH]         exit status 1 if the chain is broken or lacks the anchor
   backup FILE                             consistent copy of the database
 
@@ -532,15 +535,30 @@ func (c *cli) signingKeyList(args []string) error {
 }
 
 func (c *cli) signingKeyRotate(args []string) error {
-	if _, err := c.parse("signing-key rotate", args, 0, nil); err != nil {
+	var unpublish bool
+	if _, err := c.parse("signing-key rotate", args, 0, func(fs *flag.FlagSet) {
+		fs.BoolVar(&unpublish, "unpublish-previous", false, "also unpublish every previous key now: all tokens they signed are refused (key compromise)")
+	}); err != nil {
 		return err
 	}
-	var out store.KeyInfo
-	if err := c.call(http.MethodPost, "/v1/signing-keys/rotate", nil, &out); err != nil {
+	var in any
+	if unpublish {
+		in = map[string]bool{"unpublish_previous": true}
+	}
+	var out struct {
+		store.KeyInfo
+		Unpublished []string `json:"unpublished,omitempty"`
+	}
+	if err := c.call(http.MethodPost, "/v1/signing-keys/rotate", in, &out); err != nil {
 		return err
 	}
 	return c.emit(out, func(w io.Writer) {
-		fmt.Fprintf(w, "signing key %s (%s) is active; the previous key stays published until its tokens expire\n", out.KID, out.Alg)
+		fmt.Fprintf(w, "signing key %s (%s) is active", out.KID, out.Alg)
+		if !unpublish {
+			fmt.Fprintln(w, "; the previous key stays published until its tokens expire")
+			return
+		}
+		fmt.Fprintf(w, "; unpublished now: %s\nEvery token they signed is refused; clients must obtain new tokens.\n", dash(strings.Join(out.Unpublished, " ")))
 	})
 }
 

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -499,5 +500,24 @@ func TestCLI_SigningKeyRotate(t *testing.T) {
 	}
 	if !strings.HasPrefix(by, "admin-socket") {
 		t.Fatalf("rotation of %s audited by %q, want the peer's uid", first.KID, by)
+	}
+
+	// Suspected compromise: every previous key leaves the JWKS at once.
+	var emergency struct {
+		store.KeyInfo
+		Unpublished []string `json:"unpublished"`
+	}
+	d.ctlJSON(&emergency, "signing-key", "rotate", "-unpublish-previous")
+	want := []string{list.Keys[0].KID, first.KID}
+	slices.Sort(want)
+	if !slices.Equal(emergency.Unpublished, want) || emergency.KID == "" {
+		t.Fatalf("rotate -unpublish-previous = %+v, want %v unpublished", emergency, want)
+	}
+	d.ctlJSON(&list, "signing-key", "list")
+	if len(list.Keys) != 1 || list.Keys[0].KID != emergency.KID {
+		t.Fatalf("after -unpublish-previous: %+v", list.Keys)
+	}
+	if out, err := d.ctl("", "signing-key", "rotate", "-unpublish-previous"); err != nil || !strings.Contains(out, "unpublished now: "+emergency.KID) {
+		t.Fatalf("text output: %v\n%s", err, out)
 	}
 }

@@ -19,7 +19,9 @@
 //	POST   /v1/keys/{id}/revoke
 //	POST   /v1/tokens/revoke           {"token"} or {"jti","until"}
 //	GET    /v1/signing-keys            {"keys":[...]}: the published JWT signing keys
-//	POST   /v1/signing-keys/rotate     → the new active key; the old one stays published until its tokens expire
+//	POST   /v1/signing-keys/rotate     [{"unpublish_previous":true}] → the new active key; the old one stays
+//	                                   published until its tokens expire, or (suspected compromise) every
+//	                                   previous key is unpublished at once: {…key, "unpublished":[kids]}
 //	POST   /v1/audit/verify            [{"anchor":{"seq","hash"}}] → {"ok","records","head":{"seq","hash"},"error":{"seq","reason"}}
 //	GET    /v1/backup                  application/octet-stream: a consistent qrngd.db
 package admin
@@ -90,6 +92,7 @@ type Tokens interface {
 	RevokeClient(ctx context.Context, clientID, by string) (store.APIKey, error)
 	EndSessions(ctx context.Context, username, reason, by string) (int, error)
 	RotateSigningKey(ctx context.Context, by string) (store.KeyInfo, error)
+	RotateSigningKeyUnpublish(ctx context.Context, by string) (store.KeyInfo, []string, error)
 	SigningKeys(ctx context.Context) ([]store.KeyInfo, error)
 }
 
@@ -495,12 +498,27 @@ func (s *Server) rotateSigningKey(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotImplemented, "unavailable", "no token service attached")
 		return
 	}
-	info, err := s.o.Tokens.RotateSigningKey(r.Context(), actor(r.Context()))
+	var in struct {
+		UnpublishPrevious bool `json:"unpublish_previous"`
+	}
+	if r.ContentLength != 0 && !decode(w, r, &in) {
+		return
+	}
+	var out struct {
+		store.KeyInfo
+		Unpublished []string `json:"unpublished,omitempty"`
+	}
+	var err error
+	if in.UnpublishPrevious {
+		out.KeyInfo, out.Unpublished, err = s.o.Tokens.RotateSigningKeyUnpublish(r.Context(), actor(r.Context()))
+	} else {
+		out.KeyInfo, err = s.o.Tokens.RotateSigningKey(r.Context(), actor(r.Context()))
+	}
 	if err != nil {
 		s.storeFail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, info)
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {

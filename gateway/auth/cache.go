@@ -58,6 +58,13 @@ func (c *verifiedCache) put(k [32]byte, v *Claims, now time.Time) {
 	c.m[k] = v
 }
 
+// clear forgets every token.
+func (c *verifiedCache) clear() {
+	c.mu.Lock()
+	clear(c.m)
+	c.mu.Unlock()
+}
+
 func (c *verifiedCache) drop(k [32]byte) {
 	c.mu.Lock()
 	delete(c.m, k)

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -113,6 +114,24 @@ func (k *keyring) rotateIfActive(ctx context.Context, kid string, now time.Time)
 	k.lastTry = now
 	info, err = k.rotateLocked(ctx)
 	return info, err == nil, err
+}
+
+// rotateUnpublish rotates and unpublishes every other key at once.
+func (k *keyring) rotateUnpublish(ctx context.Context) (store.KeyInfo, []string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	info, err := k.rotateLocked(ctx)
+	if err != nil {
+		return info, nil, err
+	}
+	kids, err := k.ks.Unpublish(ctx, info.KID)
+	k.gen++
+	k.pub = map[string]*publishedKey{}
+	k.hdr = map[string]*publishedKey{}
+	if err != nil {
+		return info, nil, fmt.Errorf("gateway/auth: key %s is active but the previous keys are still published: %w", info.KID, err)
+	}
+	return info, kids, nil
 }
 
 func (k *keyring) rotateLocked(ctx context.Context) (store.KeyInfo, error) {
@@ -296,6 +315,25 @@ func (s *Service) RotateSigningKey(ctx context.Context, by string) (store.KeyInf
 		return info, err
 	}
 	return info, s.auditRotation(ctx, info, by)
+}
+
+// RotateSigningKeyUnpublish is RotateSigningKey for a suspected key
+// compromise: every previous key leaves the JWKS at once, so no token
+// signed by one verifies any more (here or anywhere that refreshes the
+// JWKS), and the verified-token cache is emptied. Holders of those tokens
+// must obtain new ones. It returns the new key and the unpublished kids.
+func (s *Service) RotateSigningKeyUnpublish(ctx context.Context, by string) (store.KeyInfo, []string, error) {
+	info, kids, err := s.keys.rotateUnpublish(ctx)
+	s.cache.clear()
+	if err != nil {
+		return info, nil, err
+	}
+	if _, err := s.st.Audit().Append(ctx, store.AuditEvent{Type: "signing_key.rotate", Subject: info.KID,
+		Fields: map[string]string{"alg": info.Alg, "by": by, "unpublished": strings.Join(kids, " ")}}); err != nil {
+		return info, kids, fmt.Errorf("gateway/auth: key %s rotated, %d keys unpublished, but not audited: %w", info.KID, len(kids), err)
+	}
+	s.log.WarnContext(ctx, "signing keys unpublished: their tokens are refused", "kid", info.KID, "unpublished", kids, "by", by)
+	return info, kids, nil
 }
 
 func (s *Service) auditRotation(ctx context.Context, info store.KeyInfo, by string) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -158,5 +159,54 @@ func TestSigningKey_AlgSwitchRetiresOldKey(t *testing.T) {
 	h.clk.Advance(o.KeyRetire)
 	if kids := jwksKids(t, h); len(kids) != 1 || kids[0] != k.KID {
 		t.Fatalf("JWKS kids %v after the EdDSA tokens expired, want only %s", kids, k.KID)
+	}
+}
+
+// TestSigningKey_UnpublishPrevious: an emergency rotation refuses at once
+// every token signed by the previous keys — also one in the verified-token
+// cache (cached at issuance) — drops them from the JWKS, audits the kids,
+// and the new key signs tokens that verify.
+func TestSigningKey_UnpublishPrevious(t *testing.T) {
+	h := newHarness(t, nil)
+	h.addTenant("t1")
+	id, secret := h.addKey("t1", ScopeSourcesRead)
+	older := h.clientToken(id, secret, nil)
+	if _, err := h.svc.RotateSigningKey(context.Background(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	old := h.clientToken(id, secret, nil)
+	if r := h.get(old); r.status != http.StatusOK {
+		t.Fatalf("before: %d %s", r.status, r.body)
+	}
+	info, kids, err := h.svc.RotateSigningKeyUnpublish(context.Background(), "ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kids) != 2 || !slices.Contains(kids, kidOf(t, older)) || !slices.Contains(kids, kidOf(t, old)) {
+		t.Fatalf("unpublished %v, want the kids of both earlier keys", kids)
+	}
+	for _, tok := range []string{older, old} {
+		if r := h.get(tok); r.status != http.StatusUnauthorized {
+			t.Fatalf("token of an unpublished key: %d %s", r.status, r.body)
+		}
+	}
+	if got := jwksKids(t, h); len(got) != 1 || got[0] != info.KID {
+		t.Fatalf("JWKS %v, want only %s", got, info.KID)
+	}
+	fresh := h.clientToken(id, secret, nil)
+	if kidOf(t, fresh) != info.KID {
+		t.Fatal("the new key does not sign")
+	}
+	if r := h.get(fresh); r.status != http.StatusOK {
+		t.Fatalf("new token: %d %s", r.status, r.body)
+	}
+	var audited bool
+	for _, rec := range h.auditRecords() {
+		if rec.Type == "signing_key.rotate" && rec.Subject == info.KID && rec.Fields["by"] == "ops" && rec.Fields["unpublished"] == strings.Join(kids, " ") {
+			audited = true
+		}
+	}
+	if !audited {
+		t.Fatal("the emergency rotation is not in the audit log with its unpublished kids")
 	}
 }

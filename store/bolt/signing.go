@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -238,4 +239,46 @@ func (s signing) Public(ctx context.Context) ([]store.KeyInfo, error) {
 	}
 	store.SortKeys(out)
 	return out, nil
+}
+
+func (s signing) Unpublish(ctx context.Context, keep string) ([]string, error) {
+	kids := []string{}
+	err := s.db.update(ctx, func(tx *bbolt.Tx) error {
+		kids = kids[:0]
+		b := tx.Bucket(bktSigning)
+		now := s.db.now().UTC()
+		var rewrite []keyRec
+		err := forEachKey(tx, func(r keyRec) error {
+			if r.info.KID == keep || !published(r.info, now) {
+				clear(r.seed)
+				return nil
+			}
+			if r.info.Retired.IsZero() {
+				r.info.Retired = now
+			}
+			r.info.RemoveAfter = now
+			rewrite = append(rewrite, r)
+			return nil
+		})
+		defer func() {
+			for _, r := range rewrite {
+				clear(r.seed)
+			}
+		}()
+		if err != nil {
+			return err
+		}
+		for _, r := range rewrite {
+			if err := b.Put([]byte(r.info.KID), encodeKey(r)); err != nil {
+				return err
+			}
+			kids = append(kids, r.info.KID)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, errf("unpublish keys: %w", err)
+	}
+	slices.Sort(kids)
+	return kids, nil
 }

@@ -755,6 +755,28 @@ func (s signing) Rotate(ctx context.Context, alg string, retireAfter time.Durati
 	return info, nil
 }
 
+func (s signing) Unpublish(ctx context.Context, keep string) ([]string, error) {
+	if err := s.db.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.db.mu.Unlock()
+	now := s.db.now().UTC()
+	kids := []string{}
+	for id, r := range s.db.signing {
+		if id == keep || !s.published(r, now) {
+			continue
+		}
+		if r.info.Retired.IsZero() {
+			r.info.Retired = now
+		}
+		r.info.RemoveAfter = now
+		s.db.signing[id] = r
+		kids = append(kids, id)
+	}
+	slices.Sort(kids)
+	return kids, nil
+}
+
 func (s signing) Get(ctx context.Context, kid string) (store.KeyInfo, error) {
 	if err := s.db.rlock(ctx); err != nil {
 		return store.KeyInfo{}, err

@@ -120,6 +120,7 @@ func Run(t *testing.T, f Factory) {
 		{"Audit_Concurrent32", testAuditConcurrent},
 		{"Audit_Tamper", testAuditTamper},
 		{"Keys_Rotation", testKeysRotation},
+		{"Keys_Unpublish", testKeysUnpublish},
 		{"Keys_Redaction", testKeysRedaction},
 		{"Closed", testClosed},
 		{"Canceled", testCanceled},

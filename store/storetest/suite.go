@@ -738,6 +738,49 @@ func testKeysRotation(t *testing.T, f *fixture) {
 	}
 }
 
+func testKeysUnpublish(t *testing.T, f *fixture) {
+	ctx := context.Background()
+	k1, err := f.Keys.Rotate(ctx, store.AlgEdDSA, time.Hour)
+	noErr(t, err, "rotate 1")
+	k2, err := f.Keys.Rotate(ctx, store.AlgEdDSA, time.Hour) // k1 retired, still published
+	noErr(t, err, "rotate 2")
+	f.clock.Advance(time.Minute)
+	k3, err := f.Keys.Rotate(ctx, store.AlgEdDSA, time.Hour) // k2 retired, still published
+	noErr(t, err, "rotate 3")
+	got, err := f.Keys.Unpublish(ctx, k3.KID)
+	noErr(t, err, "unpublish")
+	want := []string{k1.KID, k2.KID}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("unpublished %v, want %v", got, want)
+	}
+	pub, err := f.Keys.Public(ctx)
+	noErr(t, err, "public")
+	if len(pub) != 1 || pub[0].KID != k3.KID {
+		t.Fatalf("public after unpublish = %v, want only %s", pub, k3.KID)
+	}
+	for _, kid := range want {
+		_, err := f.Keys.Get(ctx, kid)
+		wantErr(t, err, store.ErrNotFound, "get unpublished "+kid)
+	}
+	cur, err := f.Keys.Current(ctx, store.AlgEdDSA)
+	noErr(t, err, "current")
+	if cur.KID != k3.KID {
+		t.Fatalf("current = %s, want %s", cur.KID, k3.KID)
+	}
+	// With no key kept, the active one goes too: no current key.
+	got, err = f.Keys.Unpublish(ctx, "")
+	noErr(t, err, "unpublish all")
+	if !slices.Equal(got, []string{k3.KID}) {
+		t.Fatalf("unpublished %v, want [%s]", got, k3.KID)
+	}
+	_, err = f.Keys.Current(ctx, store.AlgEdDSA)
+	wantErr(t, err, store.ErrNotFound, "current after unpublishing all")
+	if got, err = f.Keys.Unpublish(ctx, ""); err != nil || len(got) != 0 {
+		t.Fatalf("unpublish with nothing published: %v %v", got, err)
+	}
+}
+
 func testKeysRedaction(t *testing.T, f *fixture) {
 	ctx := context.Background()
 	_, err := f.Keys.Rotate(ctx, store.AlgEdDSA, time.Hour)
