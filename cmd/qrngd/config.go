@@ -58,8 +58,11 @@ type AuthConfig struct {
 	// KeyRotation rotates the JWT signing key once it is this old
 	// (0 = only by `qrngctl signing-key rotate`).
 	KeyRotation time.Duration
-	Users       []UserConfig               // dev only: seeded at start
-	Limits      map[string]auth.RouteLimit // per route name (auth.Route*)
+	// VerifiedCache is how many verified and issued tokens skip the
+	// signature check when presented (-1 = off).
+	VerifiedCache int
+	Users         []UserConfig               // dev only: seeded at start
+	Limits        map[string]auth.RouteLimit // per route name (auth.Route*)
 
 	// plaintext lists the keys holding plaintext passwords
 	// ("auth.users[0].password"), which production refuses.
@@ -150,11 +153,12 @@ func defaultConfig(file string) *Config {
 			MaxBodyBytes:      64 << 10,
 		},
 		Auth: AuthConfig{
-			Alg:         store.AlgEdDSA,
-			AccessTTL:   15 * time.Minute,
-			RefreshTTL:  24 * time.Hour,
-			Leeway:      30 * time.Second,
-			KeyRotation: 30 * 24 * time.Hour,
+			Alg:           store.AlgEdDSA,
+			AccessTTL:     15 * time.Minute,
+			RefreshTTL:    24 * time.Hour,
+			Leeway:        30 * time.Second,
+			KeyRotation:   30 * 24 * time.Hour,
+			VerifiedCache: 1 << 14,
 		},
 		MCP: MCPConfig{
 			SessionIdleTimeout: 15 * time.Minute,
@@ -686,7 +690,13 @@ func (d *decoder) auth(n *yaml.Node, path string, a *AuthConfig) {
 		"refresh_ttl": func(v *yaml.Node, p string) {
 			d.duration(v, p, &a.RefreshTTL, time.Minute, 90*24*time.Hour)
 		},
-		"leeway": func(v *yaml.Node, p string) { d.duration(v, p, &a.Leeway, 0, time.Minute) },
+		"leeway":                 func(v *yaml.Node, p string) { d.duration(v, p, &a.Leeway, 0, time.Minute) },
+		"verified_cache_entries": func(v *yaml.Node, p string) {
+			d.integer(v, p, &a.VerifiedCache, -1, 1<<22)
+			if a.VerifiedCache == 0 {
+				d.fail(v, p, "0 is ambiguous: -1 turns the cache off, 1..4194304 sizes it")
+			}
+		},
 		"signing_key_rotation": func(v *yaml.Node, p string) {
 			d.duration(v, p, &a.KeyRotation, 0, 10*365*24*time.Hour)
 			if a.KeyRotation > 0 && a.KeyRotation < time.Hour {

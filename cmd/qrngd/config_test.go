@@ -130,6 +130,7 @@ func TestConfig_Invalid(t *testing.T) {
 		{"range body", validBase + "http:\n  max_body_bytes: 100000000\n", `7: http.max_body_bytes: 100000000 is out of range 1024..16777216`},
 		{"range duration", validBase + "pool:\n  full_wait: 2h\n", `7: pool.full_wait: 2h0m0s is out of range 1ms..1m0s`},
 		{"key rotation below key retirement", validBase + "auth:\n  access_ttl: 2h\n  signing_key_rotation: 1h\n", `8: auth.signing_key_rotation: 1h0m0s is shorter than auth.access_ttl + auth.leeway + 1m (2h1m30s)`},
+		{"verified cache 0", validBase + "auth:\n  verified_cache_entries: 0\n", `7: auth.verified_cache_entries: 0 is ambiguous: -1 turns the cache off, 1..4194304 sizes it`},
 		{"key rotation below 1h", validBase + "auth:\n  signing_key_rotation: 30m\n", `7: auth.signing_key_rotation: 30m0s is below 1h (0s turns scheduled rotation off)`},
 		{"range min entropy", validBase + "    min_entropy: 9\n", `6: sources[0].min_entropy: 9 is out of range (0, 8]`},
 		{"range min entropy zero", validBase + "    min_entropy: 0\n", `6: sources[0].min_entropy: 0 is out of range (0, 8]`},
@@ -152,7 +153,7 @@ func TestConfig_Invalid(t *testing.T) {
 		{"min sources", validBase + "pool:\n  min_healthy_sources: 2\n", `7: pool.min_healthy_sources: 2 exceeds the 1 configured sources`},
 		{"syntax", "mode: dev\n  listen: [\n", `2: (syntax): mapping values are not allowed`},
 		{"empty file", "", ` sources: at least one source is required`},
-		{"auth unknown key", validBase + "auth:\n  isuer: http://x\n", `7: auth.isuer: unknown key (known: access_ttl, alg, disabled, issuer, leeway, limits, refresh_ttl, signing_key_rotation, users)`},
+		{"auth unknown key", validBase + "auth:\n  isuer: http://x\n", `7: auth.isuer: unknown key (known: access_ttl, alg, disabled, issuer, leeway, limits, refresh_ttl, signing_key_rotation, users, verified_cache_entries)`},
 		{"auth disabled production", strings.Replace(validBase, "mode: dev", "mode: production", 1) + "auth:\n  disabled: true\n", `7: auth.disabled: production mode requires authentication`},
 		{"auth disabled type", validBase + "auth:\n  disabled: yes please\n", `7: auth.disabled: want true or false, got "yes please"`},
 		{"auth issuer scheme", validBase + "auth:\n  issuer: ftp://x\n", `7: auth.issuer: "ftp://x" is not an absolute http(s) URL`},
@@ -262,6 +263,7 @@ func TestConfig_AuthMCP(t *testing.T) {
   refresh_ttl: 48h
   leeway: 10s
   signing_key_rotation: 2160h
+  verified_cache_entries: 1000
   limits:
     api: {principal_rate: 5, principal_burst: 7}
     revoke: {off: true}
@@ -286,14 +288,14 @@ http:
 	}
 	a := c.Auth
 	if a.Disabled || a.Issuer != "https://qrng.example.com" || a.Alg != "ES256" || a.AccessTTL != 5*time.Minute ||
-		a.RefreshTTL != 48*time.Hour || a.Leeway != 10*time.Second || a.KeyRotation != 90*24*time.Hour || len(a.Users) != 1 ||
+		a.RefreshTTL != 48*time.Hour || a.Leeway != 10*time.Second || a.KeyRotation != 90*24*time.Hour || a.VerifiedCache != 1000 || len(a.Users) != 1 ||
 		a.Users[0].Username != "alice" || a.Users[0].Password != "correct horse" || len(a.Users[0].Scopes) != 2 {
 		t.Errorf("auth: %+v", a)
 	}
 	if l := a.Limits["api"]; l.Off || l.IP != nil || l.Principal == nil || l.Principal.Rate != 5 || l.Principal.Burst != 7 || !a.Limits["revoke"].Off {
 		t.Errorf("limits: %+v", a.Limits)
 	}
-	if len(a.plaintext) != 1 || a.plaintext[0] != "auth.users[0].password" || a.plaintextLine != 18 {
+	if len(a.plaintext) != 1 || a.plaintext[0] != "auth.users[0].password" || a.plaintextLine != 19 {
 		t.Errorf("plaintext keys %v at line %d", a.plaintext, a.plaintextLine)
 	}
 	m := c.MCP

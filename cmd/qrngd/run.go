@@ -422,6 +422,7 @@ func buildAuth(cfg *Config, issuer string, eng *entropy.Engine, db *bolt.DB, log
 		RefreshTTL:          cfg.Auth.RefreshTTL,
 		Leeway:              cfg.Auth.Leeway,
 		KeyRotation:         cfg.Auth.KeyRotation,
+		VerifiedCache:       cfg.Auth.VerifiedCache,
 		Limits:              cfg.Auth.Limits,
 	})
 	if err != nil {
