@@ -243,9 +243,9 @@ type SigningKeys interface {
 	// Public lists the published keys (active and retired-but-unexpired),
 	// ordered by creation, for the JWKS.
 	Public(ctx context.Context) ([]KeyInfo, error)
-	// Unpublish ends now the publication of every published key but keep
-	// (retiring it if active), so that nothing they signed verifies any
-	// more: for a suspected key compromise, right after Rotate. It returns
-	// the kids it unpublished, sorted.
+	// Unpublish deletes every published key but keep (the active one
+	// too), so that nothing they signed verifies any more, whatever the
+	// clock does later: for a suspected key compromise, right after
+	// Rotate. It returns the kids it unpublished, sorted.
 	Unpublish(ctx context.Context, keep string) ([]string, error)
 }

@@ -692,9 +692,9 @@ func (d *decoder) auth(n *yaml.Node, path string, a *AuthConfig) {
 		},
 		"leeway":                 func(v *yaml.Node, p string) { d.duration(v, p, &a.Leeway, 0, time.Minute) },
 		"verified_cache_entries": func(v *yaml.Node, p string) {
-			d.integer(v, p, &a.VerifiedCache, -1, 1<<22)
+			d.integer(v, p, &a.VerifiedCache, -1, 1<<20)
 			if a.VerifiedCache == 0 {
-				d.fail(v, p, "0 is ambiguous: -1 turns the cache off, 1..4194304 sizes it")
+				d.fail(v, p, "0 is ambiguous: -1 turns the cache off, 1..1048576 sizes it")
 			}
 		},
 		"signing_key_rotation": func(v *yaml.Node, p string) {

@@ -130,7 +130,7 @@ func TestConfig_Invalid(t *testing.T) {
 		{"range body", validBase + "http:\n  max_body_bytes: 100000000\n", `7: http.max_body_bytes: 100000000 is out of range 1024..16777216`},
 		{"range duration", validBase + "pool:\n  full_wait: 2h\n", `7: pool.full_wait: 2h0m0s is out of range 1ms..1m0s`},
 		{"key rotation below key retirement", validBase + "auth:\n  access_ttl: 2h\n  signing_key_rotation: 1h\n", `8: auth.signing_key_rotation: 1h0m0s is shorter than auth.access_ttl + auth.leeway + 1m (2h1m30s)`},
-		{"verified cache 0", validBase + "auth:\n  verified_cache_entries: 0\n", `7: auth.verified_cache_entries: 0 is ambiguous: -1 turns the cache off, 1..4194304 sizes it`},
+		{"verified cache 0", validBase + "auth:\n  verified_cache_entries: 0\n", `7: auth.verified_cache_entries: 0 is ambiguous: -1 turns the cache off, 1..1048576 sizes it`},
 		{"key rotation below 1h", validBase + "auth:\n  signing_key_rotation: 30m\n", `7: auth.signing_key_rotation: 30m0s is below 1h (0s turns scheduled rotation off)`},
 		{"range min entropy", validBase + "    min_entropy: 9\n", `6: sources[0].min_entropy: 9 is out of range (0, 8]`},
 		{"range min entropy zero", validBase + "    min_entropy: 0\n", `6: sources[0].min_entropy: 0 is out of range (0, 8]`},

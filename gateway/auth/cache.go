@@ -3,6 +3,7 @@ package auth
 import (
 	"crypto/sha256"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,10 +17,16 @@ import (
 // successes and issued tokens are cached, so an attacker cannot fill it
 // without valid tokens. Bounded: when full, expired entries go first, then
 // arbitrary ones.
+//
+// clear starts a new epoch: a put carries the epoch read before its token
+// was verified or signed, and one from an earlier epoch is dropped, so a
+// token checked against (or signed with) a key unpublished meanwhile is
+// not cached after the clear.
 type verifiedCache struct {
-	max int
-	mu  sync.RWMutex
-	m   map[[32]byte]*Claims
+	max   int
+	mu    sync.RWMutex
+	m     map[[32]byte]*Claims
+	epoch atomic.Uint64 // changed with mu held
 }
 
 func newVerifiedCache(max int) *verifiedCache {
@@ -36,12 +43,20 @@ func (c *verifiedCache) get(k [32]byte) *Claims {
 	return v
 }
 
-func (c *verifiedCache) put(k [32]byte, v *Claims, now time.Time) {
+// begin returns the current epoch, to pass to put; read it before the
+// signing or verification key is looked up.
+func (c *verifiedCache) begin() uint64 { return c.epoch.Load() }
+
+// put caches v unless the cache was cleared since epoch was read.
+func (c *verifiedCache) put(k [32]byte, v *Claims, now time.Time, epoch uint64) {
 	if c.max <= 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if epoch != c.epoch.Load() {
+		return
+	}
 	if len(c.m) >= c.max {
 		for key, e := range c.m {
 			if e.ExpiresAt == nil || !now.Before(e.ExpiresAt.Time) {
@@ -58,10 +73,11 @@ func (c *verifiedCache) put(k [32]byte, v *Claims, now time.Time) {
 	c.m[k] = v
 }
 
-// clear forgets every token.
+// clear forgets every token, and every put of an epoch begun before.
 func (c *verifiedCache) clear() {
 	c.mu.Lock()
 	clear(c.m)
+	c.epoch.Add(1)
 	c.mu.Unlock()
 }
 

@@ -116,39 +116,47 @@ func (k *keyring) rotateIfActive(ctx context.Context, kid string, now time.Time)
 	return info, err == nil, err
 }
 
-// rotateUnpublish rotates and unpublishes every other key at once.
+// rotateUnpublish rotates and unpublishes every other key at once. Once
+// the store has the new key, the old ones are unpublished whatever else
+// failed; info.KID is empty only if nothing changed.
 func (k *keyring) rotateUnpublish(ctx context.Context) (store.KeyInfo, []string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	info, err := k.rotateLocked(ctx)
-	if err != nil {
+	if info.KID == "" {
 		return info, nil, err
 	}
-	kids, err := k.ks.Unpublish(ctx, info.KID)
+	// The new key is active: the compromised ones must go now even if the
+	// caller (an operator's qrngctl) gave up meanwhile.
+	kids, uerr := k.ks.Unpublish(context.WithoutCancel(ctx), info.KID)
 	k.gen++
 	k.pub = map[string]*publishedKey{}
 	k.hdr = map[string]*publishedKey{}
-	if err != nil {
-		return info, nil, fmt.Errorf("gateway/auth: key %s is active but the previous keys are still published: %w", info.KID, err)
+	if uerr != nil {
+		return info, nil, errors.Join(err, fmt.Errorf("gateway/auth: key %s is active but the previous keys are still published: %w", info.KID, uerr))
 	}
-	return info, kids, nil
+	return info, kids, err
 }
 
+// rotateLocked makes a new active key in the store. If that succeeded
+// (info.KID set) the keyring no longer holds the old key, even when
+// loading the new one failed (then the next current loads it).
 func (k *keyring) rotateLocked(ctx context.Context) (store.KeyInfo, error) {
 	info, err := k.ks.Rotate(ctx, k.alg, k.retire)
 	if err != nil {
 		return store.KeyInfo{}, fmt.Errorf("gateway/auth: rotate signing key: %w", err)
 	}
-	cur, err := k.ks.Current(ctx, k.alg)
-	if err != nil {
-		return store.KeyInfo{}, fmt.Errorf("gateway/auth: signing key: %w", err)
-	}
 	// The old key is not zeroed here: a concurrent issuance may still be
 	// signing with it. It becomes garbage once those calls return.
-	k.signer = &cur
+	k.signer = nil
 	k.gen++
 	k.pub = map[string]*publishedKey{}
 	k.hdr = map[string]*publishedKey{}
+	cur, err := k.ks.Current(context.WithoutCancel(ctx), k.alg)
+	if err != nil {
+		return info, fmt.Errorf("gateway/auth: key %s is active but could not be loaded: %w", info.KID, err)
+	}
+	k.signer = &cur
 	return info, nil
 }
 
@@ -325,12 +333,16 @@ func (s *Service) RotateSigningKey(ctx context.Context, by string) (store.KeyInf
 func (s *Service) RotateSigningKeyUnpublish(ctx context.Context, by string) (store.KeyInfo, []string, error) {
 	info, kids, err := s.keys.rotateUnpublish(ctx)
 	s.cache.clear()
-	if err != nil {
+	if info.KID == "" {
 		return info, nil, err
 	}
-	if _, err := s.st.Audit().Append(ctx, store.AuditEvent{Type: "signing_key.rotate", Subject: info.KID,
-		Fields: map[string]string{"alg": info.Alg, "by": by, "unpublished": strings.Join(kids, " ")}}); err != nil {
-		return info, kids, fmt.Errorf("gateway/auth: key %s rotated, %d keys unpublished, but not audited: %w", info.KID, len(kids), err)
+	// The key rotated: audit it even if the rest failed or the caller left.
+	if _, aerr := s.st.Audit().Append(context.WithoutCancel(ctx), store.AuditEvent{Type: "signing_key.rotate", Subject: info.KID,
+		Fields: map[string]string{"alg": info.Alg, "by": by, "unpublished": strings.Join(kids, " ")}}); aerr != nil {
+		err = errors.Join(err, fmt.Errorf("gateway/auth: key %s rotated, %d keys unpublished, but not audited: %w", info.KID, len(kids), aerr))
+	}
+	if err != nil {
+		return info, kids, err
 	}
 	s.log.WarnContext(ctx, "signing keys unpublished: their tokens are refused", "kid", info.KID, "unpublished", kids, "by", by)
 	return info, kids, nil

@@ -45,6 +45,7 @@ func (s *Service) issue(ctx context.Context, g grant) (*issued, error) {
 }
 
 func (s *Service) issueWith(ctx context.Context, g grant, jti string, prov entropy.Provenance) (*issued, error) {
+	epoch := s.cache.begin() // before the key: an emergency rotation since keeps the token out of the cache
 	key, err := s.signingKey(ctx)
 	if err != nil {
 		return nil, err
@@ -99,7 +100,7 @@ func (s *Service) issueWith(ctx context.Context, g grant, jti string, prov entro
 	// cache hit instead of a signature verification.
 	cc := *c
 	cc.Audience = slices.Clone(c.Audience)
-	s.cache.put(tokenKey(signed), &cc, now)
+	s.cache.put(tokenKey(signed), &cc, now, epoch)
 	return &issued{token: signed, claims: c, seq: rec.Seq}, nil
 }
 
@@ -141,6 +142,7 @@ func (s *Service) verifySignature(ctx context.Context, token string) (*Claims, e
 		return nil, fmt.Errorf("%w: token is %d bytes, more than %d", ErrInvalidToken, len(token), MaxTokenBytes)
 	}
 	key := tokenKey(token)
+	epoch := s.cache.begin() // before the key lookup in parse
 	if c := s.cache.get(key); c != nil {
 		if s.now().Before(c.ExpiresAt.Add(s.opts.Leeway)) {
 			cp := *c
@@ -154,7 +156,7 @@ func (s *Service) verifySignature(ctx context.Context, token string) (*Claims, e
 	if err != nil {
 		return nil, err
 	}
-	s.cache.put(key, c, s.now())
+	s.cache.put(key, c, s.now(), epoch)
 	cp := *c
 	cp.Audience = slices.Clone(c.Audience)
 	return &cp, nil

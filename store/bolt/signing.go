@@ -247,32 +247,23 @@ func (s signing) Unpublish(ctx context.Context, keep string) ([]string, error) {
 		kids = kids[:0]
 		b := tx.Bucket(bktSigning)
 		now := s.db.now().UTC()
-		var rewrite []keyRec
 		err := forEachKey(tx, func(r keyRec) error {
-			if r.info.KID == keep || !published(r.info, now) {
-				clear(r.seed)
-				return nil
+			clear(r.seed)
+			if r.info.KID != keep && published(r.info, now) {
+				kids = append(kids, r.info.KID)
 			}
-			if r.info.Retired.IsZero() {
-				r.info.Retired = now
-			}
-			r.info.RemoveAfter = now
-			rewrite = append(rewrite, r)
 			return nil
 		})
-		defer func() {
-			for _, r := range rewrite {
-				clear(r.seed)
-			}
-		}()
 		if err != nil {
 			return err
 		}
-		for _, r := range rewrite {
-			if err := b.Put([]byte(r.info.KID), encodeKey(r)); err != nil {
+		// Deleted, not given a RemoveAfter: a clock stepped back must not
+		// publish a compromised key again, and its record goes (bbolt may
+		// keep the bytes in a free page until the page is reused).
+		for _, kid := range kids {
+			if err := b.Delete([]byte(kid)); err != nil {
 				return err
 			}
-			kids = append(kids, r.info.KID)
 		}
 		return nil
 	})

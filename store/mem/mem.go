@@ -766,11 +766,8 @@ func (s signing) Unpublish(ctx context.Context, keep string) ([]string, error) {
 		if id == keep || !s.published(r, now) {
 			continue
 		}
-		if r.info.Retired.IsZero() {
-			r.info.Retired = now
-		}
-		r.info.RemoveAfter = now
-		s.db.signing[id] = r
+		clear(r.seed)
+		delete(s.db.signing, id)
 		kids = append(kids, id)
 	}
 	slices.Sort(kids)

@@ -763,6 +763,16 @@ func testKeysUnpublish(t *testing.T, f *fixture) {
 		_, err := f.Keys.Get(ctx, kid)
 		wantErr(t, err, store.ErrNotFound, "get unpublished "+kid)
 	}
+	// A clock stepped back (NTP) does not publish them again.
+	f.clock.Advance(-time.Minute)
+	for _, kid := range want {
+		_, err := f.Keys.Get(ctx, kid)
+		wantErr(t, err, store.ErrNotFound, "get unpublished "+kid+" after the clock stepped back")
+	}
+	if pub, err = f.Keys.Public(ctx); err != nil || len(pub) != 1 {
+		t.Fatalf("public after the clock stepped back = %v %v, want only %s", pub, err, k3.KID)
+	}
+	f.clock.Advance(time.Minute)
 	cur, err := f.Keys.Current(ctx, store.AlgEdDSA)
 	noErr(t, err, "current")
 	if cur.KID != k3.KID {
