@@ -690,7 +690,7 @@ func (d *decoder) auth(n *yaml.Node, path string, a *AuthConfig) {
 		"refresh_ttl": func(v *yaml.Node, p string) {
 			d.duration(v, p, &a.RefreshTTL, time.Minute, 90*24*time.Hour)
 		},
-		"leeway":                 func(v *yaml.Node, p string) { d.duration(v, p, &a.Leeway, 0, time.Minute) },
+		"leeway": func(v *yaml.Node, p string) { d.duration(v, p, &a.Leeway, 0, time.Minute) },
 		"verified_cache_entries": func(v *yaml.Node, p string) {
 			d.integer(v, p, &a.VerifiedCache, -1, 1<<20)
 			if a.VerifiedCache == 0 {
