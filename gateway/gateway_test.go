@@ -594,6 +594,28 @@ func TestMiddleware_AccessLog(t *testing.T) {
 	}
 }
 
+// TestMiddleware_AccessLogErrorsOnly: with LogErrorsOnly a 200 gets no
+// access-log line, a 400 and a 404 do, and the metrics count all three.
+func TestMiddleware_AccessLogErrorsOnly(t *testing.T) {
+	h := newHarness(t, &gateway.Options{LogErrorsOnly: true})
+	for id, path := range map[string]string{"ok-1": "/v1/random?bytes=16", "bad-1": "/v1/random?bytes=0", "missing-1": "/nope"} {
+		h.do("GET", path, map[string]string{"X-Correlation-ID": id}, nil)
+	}
+	logs := h.logs()
+	if strings.Contains(logs, `"ok-1"`) {
+		t.Errorf("a 200 was logged: %s", logs)
+	}
+	for _, id := range []string{`"bad-1"`, `"missing-1"`} {
+		if !strings.Contains(logs, id) {
+			t.Errorf("request %s (an error) not logged: %s", id, logs)
+		}
+	}
+	m := h.do("GET", "/metrics", nil, nil)
+	if !strings.Contains(string(m.body), `qrng_http_requests_total{code="200",method="GET",route="/v1/random"} 1`) {
+		t.Errorf("the unlogged 200 is not counted in the metrics:\n%s", m.body)
+	}
+}
+
 func TestMiddleware_SecurityHeaders(t *testing.T) {
 	h := newHarness(t, nil)
 	for _, p := range []string{"/healthz", "/health", "/metrics", "/v1/random?bytes=1", "/nope"} {

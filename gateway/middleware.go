@@ -92,6 +92,9 @@ func (g *Gateway) observe(c *gin.Context) {
 	route, method := routeLabel(c), methodLabel(c.Request.Method)
 	g.metrics.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 	g.metrics.duration.WithLabelValues(route, method).Observe(d.Seconds())
+	if g.errorsOnly && status < 400 {
+		return
+	}
 
 	path := c.Request.URL.Path
 	if len(path) > maxLoggedPath {

@@ -39,19 +39,28 @@ import (
 // writes the same request bytes on each connection and parses the
 // response itself (status line, Content-Length, the JSON body), as wrk
 // would: it shows what the daemon does when the load generator is cheap.
+// "nethttp-logerrors" is "nethttp" with http.log_requests: errors (no
+// access-log line per successful request).
 //
 //	go test ./cmd/qrngd -run '^$' -bench Daemon_OAuthToken -benchtime 40000x
 func BenchmarkDaemon_OAuthToken_Loopback32(b *testing.B) {
 	bin := buildQrngd(b)
-	for _, client := range []string{"nethttp", "raw"} {
-		b.Run(client, func(b *testing.B) {
+	for _, variant := range []string{"nethttp", "raw", "nethttp-logerrors"} {
+		b.Run(variant, func(b *testing.B) {
+			client, logErrors := strings.CutSuffix(variant, "-logerrors")
 			dataDir := b.TempDir()
+			logRequests := "all"
+			if logErrors {
+				logRequests = "errors"
+			}
 			cfg := writeConfigTB(b, `mode: dev
 listen: 127.0.0.1:0
 sources:
   - name: sim0
     kind: sim
     rate: 0
+http:
+  log_requests: `+logRequests+`
 auth:
   limits:
     token: {off: true}

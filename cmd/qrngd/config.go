@@ -121,7 +121,8 @@ type HTTPConfig struct {
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
 	MaxBodyBytes      int64
-	MaxInFlightBytes  int64 // memory /v1/random answers may hold at once; 0 = gateway default
+	MaxInFlightBytes  int64  // memory /v1/random answers may hold at once; 0 = gateway default
+	LogRequests       string // "all" (default) or "errors": which requests get an access-log line
 }
 
 const (
@@ -151,6 +152,7 @@ func defaultConfig(file string) *Config {
 			IdleTimeout:       2 * time.Minute,
 			ShutdownTimeout:   10 * time.Second,
 			MaxBodyBytes:      64 << 10,
+			LogRequests:       "all",
 		},
 		Auth: AuthConfig{
 			Alg:           store.AlgEdDSA,
@@ -517,6 +519,7 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 					d.integer(v, p, &n, 3<<20, 1<<34)
 					h.MaxInFlightBytes = int64(n)
 				},
+				"log_requests": func(v *yaml.Node, p string) { d.enum(v, p, &h.LogRequests, "all", "errors") },
 			}, nil)
 		},
 		"auth": func(v *yaml.Node, p string) { d.auth(v, p, &c.Auth) },

@@ -82,7 +82,7 @@ http:
 	if c.Pool != (PoolConfig{entropy.PolicyOS, 2, 65536, 30 * time.Second, 500 * time.Millisecond}) {
 		t.Errorf("pool: %+v", c.Pool)
 	}
-	if c.HTTP != (HTTPConfig{3 * time.Second, 20 * time.Second, 40 * time.Second, time.Minute, 5 * time.Second, 2048, 0}) {
+	if c.HTTP != (HTTPConfig{3 * time.Second, 20 * time.Second, 40 * time.Second, time.Minute, 5 * time.Second, 2048, 0, "all"}) {
 		t.Errorf("http: %+v", c.HTTP)
 	}
 	a, b := c.Sources[0], c.Sources[1]
@@ -130,6 +130,7 @@ func TestConfig_Invalid(t *testing.T) {
 		{"range body", validBase + "http:\n  max_body_bytes: 100000000\n", `7: http.max_body_bytes: 100000000 is out of range 1024..16777216`},
 		{"range duration", validBase + "pool:\n  full_wait: 2h\n", `7: pool.full_wait: 2h0m0s is out of range 1ms..1m0s`},
 		{"key rotation below key retirement", validBase + "auth:\n  access_ttl: 2h\n  signing_key_rotation: 1h\n", `8: auth.signing_key_rotation: 1h0m0s is shorter than auth.access_ttl + auth.leeway + 1m (2h1m30s)`},
+		{"log_requests enum", validBase + "http:\n  log_requests: some\n", `7: http.log_requests: "some" is not one of all, errors`},
 		{"verified cache 0", validBase + "auth:\n  verified_cache_entries: 0\n", `7: auth.verified_cache_entries: 0 is ambiguous: -1 turns the cache off, 1..1048576 sizes it`},
 		{"key rotation below 1h", validBase + "auth:\n  signing_key_rotation: 30m\n", `7: auth.signing_key_rotation: 30m0s is below 1h (0s turns scheduled rotation off)`},
 		{"range min entropy", validBase + "    min_entropy: 9\n", `6: sources[0].min_entropy: 9 is out of range (0, 8]`},
@@ -282,6 +283,7 @@ mcp:
   session_limit: {rate: 0.5, burst: 3}
 http:
   max_in_flight_bytes: 8388608
+  log_requests: errors
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -308,6 +310,9 @@ http:
 	}
 	if c.HTTP.MaxInFlightBytes != 8<<20 {
 		t.Errorf("http.max_in_flight_bytes = %d", c.HTTP.MaxInFlightBytes)
+	}
+	if c.HTTP.LogRequests != "errors" {
+		t.Errorf("http.log_requests = %q", c.HTTP.LogRequests)
 	}
 	c, err = ParseConfig("min.yaml", []byte(validBase))
 	if err != nil {

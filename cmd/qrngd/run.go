@@ -277,6 +277,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Registry:         reg,
 		MaxRequestBytes:  cfg.HTTP.MaxBodyBytes,
 		MaxInFlightBytes: cfg.HTTP.MaxInFlightBytes,
+		LogErrorsOnly:    cfg.HTTP.LogRequests == "errors",
 		FullWait:         cfg.Pool.FullWait,
 		RetryAfter:       time.Second,
 	}
