@@ -23,7 +23,7 @@ import (
 func newAIOSyncerOrSkip(t testing.TB) *walSyncer {
 	s := newWALSyncer(slog.New(slog.DiscardHandler))
 	if ok, why := s.usesAIO(); !ok {
-		if errors.Is(why, syscall.ENOSYS) || errors.Is(why, syscall.EPERM) {
+		if errors.Is(why, syscall.ENOSYS) || errors.Is(why, syscall.EPERM) || errors.Is(why, syscall.EAGAIN) {
 			t.Skipf("this kernel or sandbox has no AIO: %v", why)
 		}
 		t.Fatalf("AIO not used: %v", why)
