@@ -78,9 +78,7 @@ func (k *keyring) current(ctx context.Context) (*store.SigningKey, error) {
 		}
 		// That retired the other algorithm's active key (an auth.alg
 		// switch), which a verification may have cached as active.
-		k.gen++
-		k.pub = map[string]*publishedKey{}
-		k.hdr = map[string]*publishedKey{}
+		k.forget()
 		cur, err = k.ks.Current(ctx, k.alg)
 	}
 	if err != nil {
@@ -129,9 +127,7 @@ func (k *keyring) rotateUnpublish(ctx context.Context) (store.KeyInfo, []string,
 	// The new key is active: the compromised ones must go now even if the
 	// caller (an operator's qrngctl) gave up meanwhile.
 	kids, uerr := k.ks.Unpublish(context.WithoutCancel(ctx), info.KID)
-	k.gen++
-	k.pub = map[string]*publishedKey{}
-	k.hdr = map[string]*publishedKey{}
+	k.forget()
 	if uerr != nil {
 		return info, nil, errors.Join(err, fmt.Errorf("gateway/auth: key %s is active but the previous keys are still published: %w", info.KID, uerr))
 	}
@@ -149,9 +145,7 @@ func (k *keyring) rotateLocked(ctx context.Context) (store.KeyInfo, error) {
 	// The old key is not zeroed here: a concurrent issuance may still be
 	// signing with it. It becomes garbage once those calls return.
 	k.signer = nil
-	k.gen++
-	k.pub = map[string]*publishedKey{}
-	k.hdr = map[string]*publishedKey{}
+	k.forget()
 	cur, err := k.ks.Current(context.WithoutCancel(ctx), k.alg)
 	if err != nil {
 		return info, fmt.Errorf("gateway/auth: key %s is active but could not be loaded: %w", info.KID, err)
@@ -182,6 +176,15 @@ func newPublishedKey(info store.KeyInfo) (*publishedKey, error) {
 		pk.ed = ed
 	}
 	return pk, nil
+}
+
+// forget drops every cached public key after the store's set changed (a
+// rotation, an unpublish), and makes lookups begun before it not cache
+// what they read (k.mu held).
+func (k *keyring) forget() {
+	k.gen++
+	k.pub = map[string]*publishedKey{}
+	k.hdr = map[string]*publishedKey{}
 }
 
 // publish caches pk (k.mu held).
